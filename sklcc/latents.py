@@ -1,0 +1,153 @@
+"""Latent capture: forward hooks on named modules (step 1 of the refresh).
+
+A latent layer is named by its module path in ``module.named_modules()``; the hook
+keeps that module's output. ``"name:input"`` keeps the module's (first) input
+instead, which is how the default, the input of the last ``nn.Linear``, is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["LatentRecorder", "default_latent_layer", "resolve_latent_layers"]
+
+
+def default_latent_layer(module: nn.Module) -> str:
+    """Name of the default latent: the input of the module's last ``nn.Linear``.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network.
+
+    Returns
+    -------
+    name : str
+        ``"<path of the last nn.Linear>:input"``.
+    """
+    linears = [name for name, m in module.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(
+            f"{type(module).__name__} has no nn.Linear, so there is no default latent layer; "
+            f"name one with lcc_layers=[...] from: {_available(module)}."
+        )
+    return f"{linears[-1]}:input"
+
+
+def resolve_latent_layers(module: nn.Module, lcc_layers: str | Sequence[str] | None) -> list[str]:
+    """Check and normalise ``lcc_layers`` against a module.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network.
+    lcc_layers : str, sequence of str or None
+        Module names (optionally suffixed ``":input"``); None takes the default.
+
+    Returns
+    -------
+    layers : list of str
+        Layer names, duplicates removed, order kept.
+
+    Raises
+    ------
+    ValueError
+        For an empty list or a name that is not a submodule; the message lists the
+        available names.
+    """
+    if lcc_layers is None:
+        return [default_latent_layer(module)]
+    layers = [lcc_layers] if isinstance(lcc_layers, str) else list(lcc_layers)
+    if not layers:
+        raise ValueError("lcc_layers=[] names no layer; pass None for the default or module names.")
+    modules = dict(module.named_modules())
+    for layer in layers:
+        if not isinstance(layer, str) or layer.removesuffix(":input") not in modules:
+            raise ValueError(
+                f"lcc_layers contains {layer!r}, which is not a submodule of "
+                f"{type(module).__name__}; available names: {_available(module)} "
+                "(append ':input' to take a module's input instead of its output)."
+            )
+    return list(dict.fromkeys(layers))
+
+
+def _available(module: nn.Module) -> list[str]:
+    return [name for name, _ in module.named_modules() if name]
+
+
+class LatentRecorder:
+    """Keep the latest latent of each named layer during forward passes.
+
+    Use as a context manager: hooks are attached on entry and removed on exit, so a
+    fitted network carries no hook (and pickles cleanly).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network.
+    layers : list of str
+        Layer names from :func:`resolve_latent_layers`.
+
+    Attributes
+    ----------
+    outputs : dict of str to Tensor
+        Latest latent of each layer, flattened to (batch, features), still on the
+        graph during training.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    >>> with LatentRecorder(net, ["1", "2:input"]) as rec:
+    ...     _ = net(torch.ones(5, 3))
+    >>> {k: tuple(v.shape) for k, v in rec.outputs.items()}
+    {'1': (5, 4), '2:input': (5, 4)}
+    """
+
+    def __init__(self, module: nn.Module, layers: list[str]):
+        self.module = module
+        self.layers = layers
+        self.outputs: dict[str, torch.Tensor] = {}
+        self._handles: list = []
+
+    def __enter__(self) -> LatentRecorder:
+        modules = dict(self.module.named_modules())
+        for layer in self.layers:
+            name = layer.removesuffix(":input")
+            if layer.endswith(":input"):
+                hook = modules[name].register_forward_pre_hook(self._keep_input(layer))
+            else:
+                hook = modules[name].register_forward_hook(self._keep_output(layer))
+            self._handles.append(hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self.outputs.clear()
+
+    def _store(self, layer: str, value) -> None:
+        if isinstance(value, (tuple, list)):
+            value = value[0]
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(
+                f"latent layer {layer!r} produced {type(value).__name__}, not a tensor; "
+                "choose a module whose output (or input with ':input') is a tensor."
+            )
+        self.outputs[layer] = value.flatten(1) if value.dim() > 1 else value.unsqueeze(1)
+
+    def _keep_output(self, layer: str):
+        def hook(module, args, output):
+            self._store(layer, output)
+
+        return hook
+
+    def _keep_input(self, layer: str):
+        def hook(module, args):
+            self._store(layer, args)
+
+        return hook

@@ -1,0 +1,43 @@
+"""The clustering loss term, computed on each training batch."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["lcc_loss"]
+
+
+def lcc_loss(z: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean scaled distance of the masked latents to their targets.
+
+    ``term_b = ||z_b - t_b||_2 / sqrt(d)`` (not squared) for every ``b`` with
+    ``mask[b]``, averaged over those samples.
+
+    Parameters
+    ----------
+    z : Tensor of shape (batch, d)
+        Batch latents, with gradient.
+    targets : Tensor of shape (batch, d)
+        Target latent of each sample (ignored where ``mask`` is False); no gradient.
+    mask : Tensor of shape (batch,), bool
+        Samples that are misclustered and have a target.
+
+    Returns
+    -------
+    loss : Tensor, scalar
+        The mean term; an exact zero still attached to ``z``'s graph when ``mask``
+        selects nothing, so ``backward`` works in every batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> z = torch.tensor([[3.0, 4.0], [1.0, 1.0]])
+    >>> float(lcc_loss(z, torch.zeros(2, 2), torch.tensor([True, False])))  # 5 / sqrt(2)
+    3.535533905029297
+    """
+    if not bool(mask.any()):
+        return z.sum() * 0.0
+    diff = z[mask] - targets[mask].to(dtype=z.dtype)
+    return torch.linalg.vector_norm(diff, dim=1).mean() / math.sqrt(z.shape[1])
