@@ -7,11 +7,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from scipy import sparse
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EpochScoring, PassthroughScoring, PrintLog
 from skorch.dataset import unpack_data
 from skorch.utils import is_dataset, to_numpy
-from sklearn.utils.validation import check_array, check_consistent_length
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 
 from .callbacks import STAT_KEYS, TIMING_KEYS, LatentClusterRefresh
 from .latents import LatentRecorder, resolve_latent_layers
@@ -36,6 +38,19 @@ class _IndexedDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         Xi, yi = unpack_data(self.dataset[i])
         return Xi, yi, i
+
+
+def _class_codes(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Position of each label of ``y`` in the sorted ``classes``; error for unknown labels."""
+    codes = np.searchsorted(classes, y)
+    clipped = np.minimum(codes, len(classes) - 1)
+    if (codes >= len(classes)).any() or (classes[clipped] != y).any():
+        unknown = np.setdiff1d(y, classes)
+        raise ValueError(
+            f"y has labels {unknown.tolist()[:10]} outside classes={classes.tolist()}; "
+            "fit on data that contains every class, or pass classes=[...]."
+        )
+    return codes.astype(np.int64)
 
 
 def _accuracy_on_codes(net, X, y):
@@ -233,16 +248,19 @@ class LCCClassifier(NeuralNetClassifier):
         return X
 
     def _check_X(self, X, reset: bool):
-        if is_dataset(X) or not isinstance(X, (np.ndarray, torch.Tensor, list)):
+        """Validate array-like ``X`` (finite, 2-D or more, consistent features).
+
+        Torch Datasets and dicts pass through unchanged; tensors are checked on a
+        CPU view and kept as tensors; everything else goes through ``check_array``.
+        """
+        if is_dataset(X) or (isinstance(X, dict) and not sparse.issparse(X)):
             return X
-        arr = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else X
-        arr = check_array(arr, allow_nd=True, dtype=None, estimator=self,
-                          ensure_min_features=1, input_name="X")
+        view = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else X
+        arr = check_array(view, allow_nd=True, dtype="numeric", estimator=self, input_name="X")
         n_features = arr.shape[1] if arr.ndim == 2 else None
         if reset:
             self.n_features_in_ = n_features
-        elif getattr(self, "n_features_in_", None) is not None and n_features is not None \
-                and n_features != self.n_features_in_:
+        elif getattr(self, "n_features_in_", None) not in (None, n_features):
             raise ValueError(
                 f"X has {n_features} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input."
@@ -250,29 +268,32 @@ class LCCClassifier(NeuralNetClassifier):
         return self._cast_X(X if isinstance(X, torch.Tensor) else arr)
 
     def _encode_y(self, X, y):
+        """Check ``y`` and encode it to class codes ``0..n_classes-1``."""
         if y is None:
             if not is_dataset(X):
-                raise ValueError("y is None: pass the labels, or a torch Dataset that yields them.")
+                raise ValueError(
+                    f"{type(self).__name__} requires y to be passed, but the target y is None; "
+                    "pass the labels, or a torch Dataset that yields them as X."
+                )
             return None
         y_arr = to_numpy(y) if isinstance(y, torch.Tensor) else np.asarray(y)
+        if y_arr.ndim == 2 and y_arr.shape[1] == 1:
+            y_arr = column_or_1d(y_arr, warn=True)  # warns, as scikit-learn estimators do
         if y_arr.ndim != 1:
-            raise ValueError(
-                f"y has shape {y_arr.shape}; LCCClassifier needs one label per sample (1-D)."
-            )
-        check_consistent_length(np.empty((len(X), 0)) if not is_dataset(X) else y_arr, y_arr)
+            raise ValueError(f"y has shape {y_arr.shape}; pass one label per sample (1-D).")
+        if not is_dataset(X):
+            check_consistent_length(X, y_arr)
         if y_arr.dtype.kind == "f" and not np.isfinite(y_arr).all():
-            raise ValueError("y contains NaN or inf; every sample needs a class label.")
+            raise ValueError("Input y contains NaN or infinity; every sample needs a class label.")
+        check_classification_targets(y_arr)
         classes = np.unique(y_arr) if self.classes is None else np.asarray(self.classes)
         if len(classes) < 2:
             raise ValueError(
-                f"y holds a single class ({classes.tolist()}); a classifier needs at least "
-                "two classes."
+                f"y holds one class only ({classes.tolist()}, {len(y_arr)} samples); a "
+                "classifier needs at least two classes."
             )
-        codes = np.searchsorted(classes, y_arr)
-        if (codes >= len(classes)).any() or (classes[np.minimum(codes, len(classes) - 1)] != y_arr).any():
-            raise ValueError(f"y has labels outside classes={classes.tolist()}.")
         self.label_classes_ = classes
-        return codes.astype(np.int64)
+        return _class_codes(classes, y_arr)
 
     def fit(self, X, y=None, **fit_params):
         """Validate the parameters and data, then train (see skorch's ``fit``).
@@ -294,20 +315,27 @@ class LCCClassifier(NeuralNetClassifier):
         vars(self).pop("label_classes_", None)
         X = self._check_X(X, reset=True)
         y = self._encode_y(X, y)
-        if self.random_state is None:
-            return super().fit(X, y, **fit_params)
-        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.random_state)
-            return super().fit(X, y, **fit_params)
+        self._fitting = True  # skorch's fit calls partial_fit: do not encode y twice
+        try:
+            if self.random_state is None:
+                return super().fit(X, y, **fit_params)
+            devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(self.random_state)
+                return super().fit(X, y, **fit_params)
+        finally:
+            del self._fitting
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """Train one more round of ``max_epochs`` epochs without re-initialising."""
+        if getattr(self, "_fitting", False):
+            return super().partial_fit(X, y, classes=classes, **fit_params)
         if not self.initialized_:
             return self.fit(X, y, **fit_params)
+        self._check_lcc_params()
         X = self._check_X(X, reset=False)
         if y is not None and "label_classes_" in vars(self):
-            y = np.searchsorted(self.label_classes_, np.asarray(to_numpy(y)))
+            y = _class_codes(self.label_classes_, column_or_1d(to_numpy(y), warn=True))
         return super().partial_fit(X, y, classes=classes, **fit_params)
 
     def get_split_datasets(self, X, y=None, **fit_params):
@@ -430,7 +458,14 @@ class LCCClassifier(NeuralNetClassifier):
 
     def predict_proba(self, X):
         """Class probabilities, columns in the order of ``classes_``."""
-        return super().predict_proba(self._check_X(X, reset=False))
+        proba = super().predict_proba(self._check_X(X, reset=False))
+        n_classes = len(self.classes_)
+        if proba.ndim != 2 or proba.shape[1] != n_classes:
+            raise ValueError(
+                f"the module returns {proba.shape[1:]} scores per sample but there are "
+                f"{n_classes} classes; make its output layer produce {n_classes} scores."
+            )
+        return proba
 
     def predict(self, X):
         """Predicted class labels (values of ``classes_``)."""
