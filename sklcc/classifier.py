@@ -459,7 +459,8 @@ class LCCClassifier(NeuralNetClassifier):
     def predict_proba(self, X):
         """Class probabilities, columns in the order of ``classes_``."""
         proba = super().predict_proba(self._check_X(X, reset=False))
-        n_classes = len(self.classes_)
+        classes = self._known_classes()
+        n_classes = proba.shape[1] if classes is None else len(classes)
         if proba.ndim != 2 or proba.shape[1] != n_classes:
             raise ValueError(
                 f"the module returns {proba.shape[1:]} scores per sample but there are "
@@ -470,7 +471,15 @@ class LCCClassifier(NeuralNetClassifier):
     def predict(self, X):
         """Predicted class labels (values of ``classes_``)."""
         codes = self.predict_proba(X).argmax(axis=1)
-        return np.asarray(self.classes_)[codes]
+        classes = self._known_classes()
+        return codes if classes is None else np.asarray(classes)[codes]
+
+    def _known_classes(self):
+        """``classes_``, or None for a net whose parameters were loaded without fitting."""
+        try:
+            return self.classes_
+        except AttributeError:
+            return None
 
     def __getstate__(self):
         state = super().__getstate__()
