@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 import torch
-from skorch import NeuralNetClassifier
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
+from skorch import NeuralNetClassifier
 
 from sklcc import LCCClassifier
 

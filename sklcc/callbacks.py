@@ -30,6 +30,7 @@ class LatentClusterRefresh(Callback):
     """
 
     def on_epoch_begin(self, net, dataset_train=None, **kwargs):
+        """Refresh when the epoch is due (see the class docstring)."""
         epoch = len(net.history) - 1
         if epoch < net.lcc_warmup or (epoch - net.lcc_warmup) % net.lcc_interval:
             return
@@ -52,7 +53,8 @@ class LatentClusterRefresh(Callback):
             )
         net.lcc_states_ = states
         for key in STAT_KEYS:
-            net.history.record(f"lcc_{key}", float(np.mean([s.stats[key] for s in states.values()])))
+            mean = float(np.mean([s.stats[key] for s in states.values()]))
+            net.history.record(f"lcc_{key}", mean)
         net.history.record("lcc_latents_s", latents_s)
         for key in TIMING_KEYS[1:]:
             net.history.record(f"lcc_{key}", sum(s.timings[key] for s in states.values()))

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from scipy import sparse
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EpochScoring, PassthroughScoring, PrintLog
 from skorch.dataset import unpack_data
 from skorch.utils import is_dataset, to_numpy
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 
 from .callbacks import STAT_KEYS, TIMING_KEYS, LatentClusterRefresh
 from .latents import LatentRecorder, resolve_latent_layers
@@ -54,7 +54,7 @@ def _class_codes(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _accuracy_on_codes(net, X, y):
-    """Validation accuracy on encoded labels (``y`` of the split holds class codes)."""
+    """Compute validation accuracy on encoded labels (the split's ``y`` holds codes)."""
     return float(np.mean(net.predict_proba(X).argmax(axis=1) == to_numpy(y)))
 
 
@@ -145,6 +145,7 @@ class LCCClassifier(NeuralNetClassifier):
     ...                     random_state=0, verbose=0).fit(X / 16, y)
     >>> clf.predict(X[:3] / 16).shape
     (3,)
+
     """
 
     def __init__(
@@ -215,7 +216,9 @@ class LCCClassifier(NeuralNetClassifier):
                 return
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 none = " or None" if allow_none else ""
-                raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {low}{none}.")
+                raise ValueError(
+                    f"{name}={value!r} is invalid: expected an integer >= {low}{none}."
+                )
 
         weight = self.lcc_weight
         if not isinstance(weight, numbers.Real) or not np.isfinite(weight) or weight < 0:
@@ -310,6 +313,7 @@ class LCCClassifier(NeuralNetClassifier):
         Returns
         -------
         self : LCCClassifier
+
         """
         self._check_lcc_params()
         vars(self).pop("label_classes_", None)
@@ -388,6 +392,7 @@ class LCCClassifier(NeuralNetClassifier):
         -------
         latents : dict of str to ndarray of shape (n_samples, n_features)
         y : ndarray of shape (n_samples,)
+
         """
         chunks: dict[str, list] = {layer: [] for layer in self.lcc_layers_}
         labels = []
@@ -419,6 +424,7 @@ class LCCClassifier(NeuralNetClassifier):
         Returns
         -------
         term : Tensor, scalar
+
         """
         outputs = self._recorder.outputs
         if not self.lcc_states_ or self._batch_index is None:

@@ -43,6 +43,7 @@ def louvain_labels(
     >>> edges = np.array([[0, 1], [1, 2], [0, 2], [3, 4], [4, 5], [3, 5], [2, 3]])
     >>> louvain_labels(edges, 6).tolist()
     [0, 0, 0, 1, 1, 1]
+
     """
     graph = nx.Graph()
     graph.add_nodes_from(range(n_nodes))
@@ -78,6 +79,7 @@ def modularity(edges: np.ndarray, labels: np.ndarray, *, resolution: float = 1.0
     -------
     q : float
         Modularity; 0.0 for a graph without edges.
+
     """
     edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
     m = len(edges)

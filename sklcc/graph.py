@@ -35,6 +35,7 @@ def build_index(Z: np.ndarray, *, random_state: int = 0) -> hnswlib.Index:
     Returns
     -------
     index : hnswlib.Index
+
     """
     Z = np.ascontiguousarray(Z, dtype=np.float32)
     index = hnswlib.Index(space="l2", dim=Z.shape[1])
@@ -67,6 +68,7 @@ def nearest_neighbors(
     -------
     ids : ndarray of shape (n_queries, n_neighbors), int64
         Neighbour ids, nearest first.
+
     """
     Q = np.ascontiguousarray(Q, dtype=np.float32)
     if len(Q) == 0:
@@ -114,6 +116,7 @@ def knn_graph(
     >>> Z = np.array([[0.0], [1.0], [10.0], [11.0]])
     >>> knn_graph(Z, 1).tolist()
     [[0, 1], [2, 3]]
+
     """
     n = len(Z)
     if not 1 <= n_neighbors < n:

@@ -27,6 +27,7 @@ def default_latent_layer(module: nn.Module) -> str:
     -------
     name : str
         ``"<path of the last nn.Linear>:input"``.
+
     """
     linears = [name for name, m in module.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
@@ -57,6 +58,7 @@ def resolve_latent_layers(module: nn.Module, lcc_layers: str | Sequence[str] | N
     ValueError
         For an empty list or a name that is not a submodule; the message lists the
         available names.
+
     """
     if lcc_layers is None:
         return [default_latent_layer(module)]
@@ -105,6 +107,7 @@ class LatentRecorder:
     ...     _ = net(torch.ones(5, 3))
     >>> {k: tuple(v.shape) for k, v in rec.outputs.items()}
     {'1': (5, 4), '2:input': (5, 4)}
+
     """
 
     def __init__(self, module: nn.Module, layers: list[str]):

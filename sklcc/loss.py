@@ -36,6 +36,7 @@ def lcc_loss(z: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torc
     >>> z = torch.tensor([[3.0, 4.0], [1.0, 1.0]])
     >>> float(lcc_loss(z, torch.zeros(2, 2), torch.tensor([True, False])))  # 5 / sqrt(2)
     3.535533905029297
+
     """
     if not bool(mask.any()):
         return z.sum() * 0.0

@@ -35,6 +35,7 @@ def match_clusters(labels: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndar
     >>> import numpy as np
     >>> match_clusters(np.array([0, 0, 0, 1, 1]), np.array([2, 2, 1, 0, 1]), 3).tolist()
     [2, 0]
+
     """
     labels = np.asarray(labels, dtype=np.int64)
     y = np.asarray(y, dtype=np.int64)
@@ -62,5 +63,6 @@ def correctly_clustered(labels: np.ndarray, y: np.ndarray, owner: np.ndarray) ->
     -------
     correct : ndarray of shape (n_samples,), bool
         True for correctly clustered (CC) samples, False for misclustered (MC) ones.
+
     """
     return np.asarray(owner)[np.asarray(labels)] == np.asarray(y)

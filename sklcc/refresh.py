@@ -46,6 +46,7 @@ class ClusterState:
         class without representative), ``n_representatives``.
     timings : dict
         Seconds spent in ``graph_s``, ``communities_s``, ``assign_s`` and ``index_s``.
+
     """
 
     labels: np.ndarray
@@ -92,6 +93,7 @@ def cluster_latents(
         Cluster of each sample, clusters numbered by decreasing size in the graph.
     modularity : float
         Modularity of the Louvain partition of the (sub)sample graph.
+
     """
     timings = {} if timings is None else timings
     n = len(Z)
@@ -151,6 +153,7 @@ def refresh_clusters(
     Returns
     -------
     state : ClusterState
+
     """
     rng = np.random.default_rng(random_state)
     seed = int(rng.integers(2**31 - 1))

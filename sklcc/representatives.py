@@ -38,6 +38,7 @@ def select_representatives(
     indices : ndarray of shape (n_representatives,), int64
         Sample indices of the representatives, sorted. A cluster without a correctly
         clustered sample contributes none.
+
     """
     candidates = np.flatnonzero(correct)
     if n_per_cluster is None:
@@ -77,6 +78,7 @@ class RepresentativeIndex:
     >>> targets, found = index.query(np.array([[4.0], [1.0], [0.0]]), np.array([0, 0, 2]))
     >>> targets[:, 0].tolist(), found.tolist()
     ([5.0, 0.0, 0.0], [True, True, False])
+
     """
 
     def __init__(self, latents: np.ndarray, classes: np.ndarray, *, random_state: int = 0):
@@ -109,6 +111,7 @@ class RepresentativeIndex:
             Nearest representative; zeros where ``found`` is False.
         found : ndarray of shape (n_queries,), bool
             False where the class has no representative (it owns no cluster).
+
         """
         Z = np.ascontiguousarray(Z, dtype=np.float32)
         y = np.asarray(y, dtype=np.int64)

@@ -5,13 +5,13 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from skorch import NeuralNetClassifier
-from skorch.dataset import ValidSplit
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from skorch import NeuralNetClassifier
+from skorch.dataset import ValidSplit
 
 from sklcc import LCCClassifier
 

@@ -1,0 +1,188 @@
+"""Refresh cost against the number of samples N and the latent dimension d.
+
+For each (N, d) the script times one refresh of sklcc (hnswlib graph on a seeded
+subsample, networkx Louvain, nearest-neighbour assignment, representatives) on
+synthetic class-clustered latents, split into its steps, with the process's peak
+resident memory. In the same run, where N is small enough, it times the public
+implementation's approach: exact kNN over every sample, networkx Louvain over every
+sample and the exact nearest correctly clustered sample of the class as target. It
+also reports how well the subsampled clustering agrees with the full one (adjusted
+Rand index), next to the agreement of two full clusterings with different seeds.
+
+Each measurement runs in a fresh process so that peak memory belongs to it alone.
+
+    python benchmarks/refresh_scaling.py --out bench-out/refresh
+    python benchmarks/refresh_scaling.py --n 10000 50000 --d 256   # issue 2's figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+N_CLASSES = 100
+
+
+def synthetic_latents(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Class-clustered latents: 100 Gaussian classes, 10 % of labels flipped."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(N_CLASSES, d)).astype(np.float32)
+    y = rng.integers(0, N_CLASSES, n)
+    Z = centers[y] + rng.normal(scale=0.8, size=(n, d)).astype(np.float32)
+    flip = rng.random(n) < 0.1
+    y[flip] = rng.integers(0, N_CLASSES, flip.sum())
+    return Z.astype(np.float32), y
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def measure_sklcc(n: int, d: int, max_samples: int | None, seed: int = 0) -> dict:
+    """One sklcc refresh; seconds per step and peak memory of this process."""
+    from sklcc.refresh import refresh_clusters
+
+    Z, y = synthetic_latents(n, d, seed)
+    base_mb = _peak_mb()
+    start = time.perf_counter()
+    state = refresh_clusters(Z, y, N_CLASSES, n_neighbors=10, n_representatives=32,
+                             max_samples=max_samples, random_state=seed)
+    total = time.perf_counter() - start
+    probe = Z[:: max(1, n // 2048)][:2048]
+    start = time.perf_counter()
+    state.representatives.query(probe, y[:: max(1, n // 2048)][:2048])
+    query_us = (time.perf_counter() - start) / len(probe) * 1e6
+    return {"method": "sklcc", "n": n, "d": d, "max_samples": max_samples, "refresh_s": total,
+            **state.timings, **{f"stat_{k}": v for k, v in state.stats.items()},
+            "target_query_us": query_us, "peak_mb": _peak_mb(), "data_peak_mb": base_mb,
+            "labels": state.labels.tolist()}
+
+
+def measure_reference(n: int, d: int, seed: int = 0) -> dict:
+    """Time the public implementation's approach: everything exact, over every sample."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from sklcc.communities import louvain_labels
+    from sklcc.matching import correctly_clustered, match_clusters
+
+    Z, y = synthetic_latents(n, d, seed)
+    start = time.perf_counter()
+    nn_ = NearestNeighbors(n_neighbors=11, algorithm="brute").fit(Z)
+    ids = nn_.kneighbors(Z, return_distance=False)
+    rows = np.repeat(np.arange(n), 11).reshape(ids.shape)
+    keep = (ids != rows) & (np.cumsum(ids != rows, axis=1) <= 10)
+    lo, hi = np.minimum(rows[keep], ids[keep]), np.maximum(rows[keep], ids[keep])
+    key = np.unique(lo * n + hi)
+    edges = np.stack([key // n, key % n], axis=1)
+    t1 = time.perf_counter()
+    labels = louvain_labels(edges, n, random_state=seed)
+    t2 = time.perf_counter()
+    correct = correctly_clustered(labels, y, match_clusters(labels, y, N_CLASSES))
+    # exact target index: every correctly clustered sample of each class
+    targets = {c: NearestNeighbors(n_neighbors=1, algorithm="brute").fit(Z[correct & (y == c)])
+               for c in range(N_CLASSES) if (correct & (y == c)).any()}
+    t3 = time.perf_counter()
+    probe = Z[:: max(1, n // 2048)][:2048]
+    probe_y = y[:: max(1, n // 2048)][:2048]
+    start_q = time.perf_counter()
+    for c in np.unique(probe_y):
+        if c in targets:
+            targets[c].kneighbors(probe[probe_y == c])
+    query_us = (time.perf_counter() - start_q) / len(probe) * 1e6
+    return {"method": "reference", "n": n, "d": d, "refresh_s": t3 - start, "graph_s": t1 - start,
+            "communities_s": t2 - t1, "index_s": t3 - t2, "target_query_us": query_us,
+            "peak_mb": _peak_mb(), "labels": labels.tolist()}
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    """Measure every configuration, one fresh process each."""
+    from sklearn.metrics import adjusted_rand_score
+    from tqdm import tqdm
+
+    jobs = [("sklcc", n, d) for n in args.n for d in args.d]
+    jobs += [("reference", n, d) for n in args.n for d in args.d
+             if n <= args.reference_max_n and d <= args.reference_max_d]
+    jobs += [("full", n, d) for n in args.n for d in args.d if n <= args.ari_max_n]
+    rows = []
+    ctx = get_context("spawn")
+    for kind, n, d in tqdm(jobs, desc="refresh scaling"):
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            if kind == "sklcc":
+                row = pool.submit(measure_sklcc, n, d, args.max_samples).result()
+            elif kind == "reference":
+                row = pool.submit(measure_reference, n, d).result()
+            else:
+                row = pool.submit(measure_sklcc, n, d, None).result()
+                row["method"] = "sklcc-full"
+        rows.append(row)
+    # agreement of the subsampled clustering with the full one (same N, d)
+    by_key = {(r["method"], r["n"], r["d"]): r for r in rows}
+    for (method, n, d), row in by_key.items():
+        full = by_key.get(("sklcc-full", n, d))
+        if method == "sklcc" and full is not None:
+            row["ari_vs_full"] = adjusted_rand_score(full["labels"], row["labels"])
+        ref = by_key.get(("reference", n, d))
+        if method in ("sklcc", "sklcc-full") and ref is not None:
+            row["ari_vs_reference"] = adjusted_rand_score(ref["labels"], row["labels"])
+    for row in rows:
+        row.pop("labels")
+    return rows
+
+
+def to_markdown(rows: list[dict]) -> str:
+    """Tables of the measured rows."""
+    lines = ["| N | d | method | refresh s | graph s | Louvain s | assign s | index s | "
+             "peak MB | ARI vs full | ARI vs reference | ratio reference/sklcc |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    sk = {(r["n"], r["d"]): r for r in rows if r["method"] == "sklcc"}
+    for r in sorted(rows, key=lambda r: (r["n"], r["d"], r["method"])):
+        ratio = ""
+        if r["method"] == "reference" and (r["n"], r["d"]) in sk:
+            ratio = f"{r['refresh_s'] / sk[(r['n'], r['d'])]['refresh_s']:.1f}"
+
+        def f(key, fmt="{:.2f}", r=r):
+            return fmt.format(r[key]) if key in r else ""
+
+        lines.append(
+            f"| {r['n']:,} | {r['d']} | {r['method']} | {f('refresh_s')} | {f('graph_s')} | "
+            f"{f('communities_s')} | {f('assign_s')} | {f('index_s')} | {f('peak_mb', '{:.0f}')} | "
+            f"{f('ari_vs_full', '{:.3f}')} | {f('ari_vs_reference', '{:.3f}')} | {ratio} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[10_000, 50_000, 200_000])
+    parser.add_argument("--d", type=int, nargs="+", default=[64, 256, 1024])
+    parser.add_argument("--max-samples", type=int, default=10_000,
+                        help="sklcc's cluster_sample_size (subsample for graph + Louvain)")
+    parser.add_argument("--reference-max-n", type=int, default=50_000,
+                        help="largest N for the exact reference approach (it is slow)")
+    parser.add_argument("--reference-max-d", type=int, default=256)
+    parser.add_argument("--ari-max-n", type=int, default=50_000,
+                        help="largest N at which the full sklcc clustering is run for the ARI")
+    parser.add_argument("--out", type=Path, default=Path("bench-out/refresh"))
+    args = parser.parse_args(argv)
+    rows = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    machine = {"platform": platform.platform(), "cpus": __import__("os").cpu_count(),
+               "python": platform.python_version()}
+    (args.out / "refresh_scaling.json").write_text(
+        json.dumps({"machine": machine, "args": vars(args) | {"out": str(args.out)},
+                    "rows": rows}, indent=2))
+    table = to_markdown(rows)
+    (args.out / "refresh_scaling.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
