@@ -312,6 +312,16 @@ def test_interrupted_study_resumes_with_completed_trials_kept(tmp_path):
     assert len(calls) == 6 + 1 + 3 * 3
 
 
+def test_journal_file_storage_resumes(tmp_path):
+    journal = str(tmp_path / "study.log")
+    search = LCCSearchCV(Quadratic(), X_SPACE, n_trials=3, cv=2, scoring=neg_square,
+                         storage=journal, study_name="journal", random_state=0)
+    first = search.fit(X_TOY, Y_TOY).cv_results_["params"]
+    second = search.set_params(n_trials=4).fit(X_TOY, Y_TOY).cv_results_["params"]
+    assert len(first) == 3 and second[:3] == first and len(second) == 4
+    assert Path(journal).stat().st_size > 0
+
+
 WORKER_SETUP = """
     import os, pathlib, time
     import numpy as np

@@ -9,6 +9,7 @@ import numpy as np
 import optuna
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from optuna.trial import TrialState
 
 __all__ = ["plot_optimization_history"]
@@ -66,6 +67,7 @@ def plot_optimization_history(search_or_study: Any, path: str | Path) -> Path:
         last = [t.intermediate_values[max(t.intermediate_values)] for t in pruned]
         axes.plot([t.number for t in pruned], last, "x", color="tab:gray",
                   label="pruned trial (score when stopped)")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("trial")
     axes.set_ylabel("mean CV score")
     axes.set_title(f"Optimization history of study {study.study_name!r}")
