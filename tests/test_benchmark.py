@@ -1,0 +1,213 @@
+"""Tests of the fine-tuning benchmark: its statistics on known answers, and a quick run."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import _report  # noqa: E402
+import cifar100  # noqa: E402
+from _models import center_loss, parse_finetune  # noqa: E402
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_paired_summary_known_answer():
+    # diffs 1, 2, 1, 2: mean 1.5, sd 1/sqrt(3), se 1/sqrt(12), t = 1.5 * sqrt(12) = 5.196,
+    # t_{0.975, 3} = 3.182446; two-sided p of t=5.196 with 3 df = 0.013846.
+    s = _report.paired_summary([2.0, 4.0, 4.0, 6.0], [1.0, 2.0, 3.0, 4.0])
+    assert s.n == 4
+    assert s.diffs == [1.0, 2.0, 1.0, 2.0]
+    assert s.mean_diff == pytest.approx(1.5)
+    assert s.std_diff == pytest.approx(1 / math.sqrt(3))
+    half = 3.182446305284263 / math.sqrt(12)
+    assert s.ci_low == pytest.approx(1.5 - half, abs=1e-9)
+    assert s.ci_high == pytest.approx(1.5 + half, abs=1e-9)
+    assert s.p_value == pytest.approx(0.013846, abs=1e-6)
+
+
+def test_paired_summary_direction_and_symmetry():
+    a, b = [0.7, 0.8, 0.75], [0.72, 0.79, 0.70]
+    ab, ba = _report.paired_summary(a, b), _report.paired_summary(b, a)
+    assert ab.mean_diff == pytest.approx(-ba.mean_diff)
+    assert ab.p_value == pytest.approx(ba.p_value)
+    assert ab.ci_low == pytest.approx(-ba.ci_high)
+
+
+def test_paired_summary_one_seed_and_constant_differences():
+    one = _report.paired_summary([0.8], [0.7])
+    assert one.n == 1 and one.mean_diff == pytest.approx(0.1)
+    assert all(math.isnan(v) for v in (one.std_diff, one.ci_low, one.ci_high, one.p_value))
+    const = _report.paired_summary([2.0, 3.0], [1.0, 2.0])
+    assert (const.ci_low, const.ci_high) == (1.0, 1.0)
+    assert math.isnan(const.p_value)  # the t-test is undefined without spread
+
+
+def test_paired_summary_rejects_unpaired_input():
+    with pytest.raises(ValueError, match="same non-zero length"):
+        _report.paired_summary([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="confidence"):
+        _report.paired_summary([1.0, 2.0], [1.0, 1.0], confidence=95)
+
+
+def test_mean_std_and_median_timings():
+    assert _report.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
+    mean, std = _report.mean_std([0.5])
+    assert mean == 0.5 and math.isnan(std)
+    med = _report.median_timings([
+        {"lcc_refresh_s": 1.0, "lcc_graph_s": 0.5},
+        {"lcc_refresh_s": 4.0, "lcc_graph_s": 0.1},
+        {"lcc_refresh_s": 2.0},
+    ])
+    assert med["lcc_refresh_s"] == 2.0
+    assert med["lcc_graph_s"] == pytest.approx(0.3)
+    assert math.isnan(med["lcc_index_s"])
+
+
+def test_topk_accuracy_known_answer():
+    proba = np.array([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3], [0.2, 0.2, 0.6], [0.4, 0.4, 0.2]])
+    y = np.array([2, 0, 1, 1])
+    assert _report.topk_accuracy(proba, y, 1) == 0.25  # row 1 only; row 3 tie -> class 0
+    assert _report.topk_accuracy(proba, y, 2) == 0.75  # rows 0, 1, 3
+    assert _report.topk_accuracy(proba, y, 5) == 1.0
+    with pytest.raises(ValueError, match="one label per row"):
+        _report.topk_accuracy(proba, y[:2])
+
+
+def test_center_loss_and_finetune_parsing():
+    z = torch.tensor([[1.0, 1.0], [0.0, 2.0]], requires_grad=True)
+    centers = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    loss = center_loss(z, centers, torch.tensor([0, 1]))
+    assert float(loss.detach()) == pytest.approx(0.5 * (1.0 + 4.0) / 2)
+    loss.backward()
+    assert torch.allclose(z.grad, torch.tensor([[0.0, 0.5], [0.0, 1.0]]))
+    assert parse_finetune("head") == ("head", None)
+    assert parse_finetune("last-blocks:3") == ("last-blocks", 3)
+    for bad in ("last-blocks:0", "last-blocks:x", "partial"):
+        with pytest.raises(ValueError, match="finetune"):
+            parse_finetune(bad)
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def _fake_run(method, seed, top1, top5, fit_s, refreshes=()):
+    return {"method": method, "seed": seed, "top1": top1, "top5": top5, "fit_s": fit_s,
+            "epoch_s": fit_s / 2, "peak_rss_mb": 100.0, "rss_increase_mb": 5.0,
+            "cuda_peak_mb": None, "memory_method": "VmHWM", "refreshes": list(refreshes),
+            "history": {"test_acc": [top1 / 2, top1]}}
+
+
+def test_summarize_and_markdown_with_one_seed(tmp_path):
+    refresh = {"epoch": 2, "lcc_misclustered": 0.3, "lcc_uncovered_classes": 1.0,
+               "lcc_largest_cluster": 0.2, "lcc_n_clusters": 9.0, "lcc_refresh_s": 1.5,
+               "lcc_latents_s": 0.5, "lcc_graph_s": 0.4, "lcc_communities_s": 0.4,
+               "lcc_assign_s": 0.1, "lcc_index_s": 0.1}
+    runs = [_fake_run("ce", 0, 0.70, 0.90, 10.0), _fake_run("lcc", 0, 0.72, 0.91, 15.0, [refresh])]
+    summary = cifar100.summarize(runs, ["ce", "lcc"])
+    (pair,) = summary["paired"]
+    assert pair["top1"]["diffs"] == [pytest.approx(0.02)]
+    assert pair["top1"]["p_value"] != pair["top1"]["p_value"]  # NaN with one seed
+    assert summary["cost"]["methods"]["lcc"]["ratio_to_ce"] == pytest.approx(1.5)
+    assert summary["refresh_timings"]["lcc"]["lcc_refresh_s"] == 1.5
+    results = cifar100._jsonable({
+        "config": {"dataset": "toy", "backbone": "b", "resolution": 8, "finetune": "head",
+                   "seeds": [0], "epochs": 2, "lr": 1e-3, "weight_decay": 1e-2,
+                   "batch_size": 4, "command": "x"},
+        "machine": {"device_name": "cpu", "cpus_usable": 1, "cpu_count": 1, "load_average": [0],
+                    "torch": "t", "torch_threads": 1, "platform": "p", "git_commit": None},
+        "data": {"n_train": 4, "n_test": 2, "n_classes": 2, "input_shape": [3]},
+        "methods": ["ce", "lcc"], "runs": runs, "confidence": 0.95, "prepare_s": 1.0,
+        "tuning": {"skipped": "no tuning here"}, "plots": [], **summary,
+    })
+    json.dumps(results, allow_nan=False)  # NaN became null
+    md = _report.render_markdown(results)
+    assert "| lcc vs ce | top1 | 1 | 2.00 | [n/a, n/a] | n/a | 1/0/0 | 2.00 |" in md
+    assert "Skipped: no tuning here" in md
+    _report.plot_accuracy_curves(runs, ["ce", "lcc"], tmp_path / "acc.png")
+    _report.plot_refresh_diagnostics(summary["refresh_stats"], tmp_path / "diag.png")
+    assert (tmp_path / "acc.png").stat().st_size > 0 and (tmp_path / "diag.png").stat().st_size > 0
+
+
+# --------------------------------------------------------------------------- quick run
+
+
+@pytest.mark.slow
+def test_quick_run_on_digits(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "SKLCC_CACHE": str(tmp_path / "cache"), "MPLBACKEND": "Agg"}
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "cifar100.py"), "--dataset", "digits", "--quick",
+         "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=300, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for name in ("results.json", "results.md", "accuracy_per_epoch.png",
+                 "misclustered_per_refresh.png", "cluster_diagnostics.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "accuracy_per_epoch.png").read_bytes()[:4] == b"\x89PNG"
+
+    results = json.loads((out / "results.json").read_text())
+    cfg, methods, runs = results["config"], results["methods"], results["runs"]
+    assert cfg["quick"] and cfg["resolution"] == 32 and len(cfg["seeds"]) >= 2
+    expected = {"ce", "lcc", "center"}
+    tuning = results["tuning"]
+    if "skipped" not in tuning:
+        expected |= {"lcc-tuned", "ce-tuned"}
+        assert tuning["n_fit"] + tuning["n_valid"] == results["data"]["n_train"]
+        for t in tuning["methods"].values():
+            assert len(t["trials"]) == cfg["tune_trials"] and 0 <= t["best_valid_score"] <= 1
+    assert set(methods) == expected
+    assert len(runs) == len(methods) * len(cfg["seeds"])
+    assert {"platform", "cpu_count", "torch", "device_name"} <= set(results["machine"])
+
+    by = {(r["method"], r["seed"]): r for r in runs}
+    for r in runs:
+        assert 0 <= r["top1"] <= r["top5"] <= 1
+        assert r["fit_s"] > 0 and r["peak_rss_mb"] > 0
+        assert len(r["history"]["test_acc"]) == cfg["epochs"]
+        assert all(0 <= a <= 1 for a in r["history"]["test_acc"])
+    for m in methods:
+        s = results["summary"][m]
+        assert s["top1_mean"] == pytest.approx(np.mean([by[m, k]["top1"] for k in cfg["seeds"]]))
+    for pair in results["paired"]:
+        m, base = pair["method"], pair["baseline"]
+        for metric in ("top1", "top5"):
+            diffs = [by[m, k][metric] - by[base, k][metric] for k in pair["seeds"]]
+            assert pair[metric]["diffs"] == pytest.approx(diffs)
+            assert pair[metric]["mean_diff"] == pytest.approx(np.mean(diffs))
+            lo, hi = pair[metric]["ci_low"], pair[metric]["ci_high"]
+            assert lo is None or lo <= pair[metric]["mean_diff"] <= hi
+    cost = results["cost"]["methods"]["lcc"]
+    assert cost["ratios_to_ce"] == pytest.approx([by["lcc", k]["fit_s"] / by["ce", k]["fit_s"]
+                                                  for k in cfg["seeds"]])
+    assert cost["ratio_to_ce"] == pytest.approx(
+        sum(by["lcc", k]["fit_s"] for k in cfg["seeds"])
+        / sum(by["ce", k]["fit_s"] for k in cfg["seeds"]))
+
+    # ce and lcc share seed, weights and batches: identical until LCC's first refresh.
+    for k in cfg["seeds"]:
+        ce, lcc = by["ce", k]["history"], by["lcc", k]["history"]
+        warm = cfg["lcc_warmup"]
+        assert ce["train_loss"][:warm] == pytest.approx(lcc["train_loss"][:warm], abs=1e-6)
+        assert lcc["train_lcc"][warm - 1] == 0 and max(lcc["train_lcc"][warm:]) > 0
+    refreshes = by["lcc", cfg["seeds"][0]]["refreshes"]
+    assert len(refreshes) == cfg["epochs"] - cfg["lcc_warmup"]
+    for f in refreshes:
+        assert 0 <= f["lcc_misclustered"] <= 1 and f["lcc_n_clusters"] >= 1
+        assert 0 < f["lcc_largest_cluster"] <= 1 and f["lcc_refresh_s"] > 0
+
+    md = (out / "results.md").read_text()
+    for heading in ("Test accuracy per seed", "Paired difference", "Cost",
+                    "Refresh time split", "Clustering at each refresh"):
+        assert heading in md
