@@ -70,7 +70,9 @@ def plot_optimization_history(search_or_study: Any, path: str | Path) -> Path:
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("trial")
     axes.set_ylabel("mean CV score")
-    axes.set_title(f"Optimization history of study {study.study_name!r}")
+    named = not study.study_name.startswith("no-name-")  # Optuna's name for unnamed studies
+    axes.set_title(f"Optimization history of study {study.study_name!r}" if named
+                   else "Optimization history")
     if complete or pruned:
         axes.legend(loc="lower right")
     path = Path(path)
