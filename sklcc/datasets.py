@@ -109,6 +109,13 @@ class ImageDataset:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def __repr__(self) -> str:
+        # The default repr would print the whole pixel array.
+        return (
+            f"ImageDataset(n_images={len(self)}, image_shape={self.images.shape[1:]}, "
+            f"n_classes={len(self.classes)})"
+        )
+
 
 class TrainTest(NamedTuple):
     """The train and test parts of a dataset; unpacks as ``train, test = ...``."""

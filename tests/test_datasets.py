@@ -341,6 +341,9 @@ def test_image_dataset_validation():
         ImageDataset(images, np.array([0, 1, 1]), ["a", "b"])
     with pytest.raises(ValueError, match="\\[0, 2\\)"):
         ImageDataset(images, np.array([0, 2]), ["a", "b"])
+    data = ImageDataset(images, np.array([0, 1], dtype=np.int32), ("a", "b"))
+    assert data.labels.dtype == np.int64 and data.classes == ["a", "b"]
+    assert repr(data) == "ImageDataset(n_images=2, image_shape=(4, 4, 3), n_classes=2)"
 
 
 def test_default_cache_dir(monkeypatch, tmp_path):
