@@ -88,6 +88,15 @@ DATA_SEED = 0
 # --------------------------------------------------------------------------- CLI
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show a default only where it is a value (None means 'see the help text')."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, []):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line.
 
@@ -104,12 +113,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     g = p.add_argument_group("data and network")
     g.add_argument("--dataset", default="cifar100",
                    help="cifar100, cifar10, digits or imagefolder:PATH")
-    g.add_argument("--data-dir", default=None, help="where the dataset files are")
+    g.add_argument("--data-dir", default=None,
+                   help="where the dataset files are (default: the loader's own search)")
     g.add_argument("--cache-dir", default=None,
                    help="embedding cache (default: sklcc.datasets.default_cache_dir())")
     g.add_argument("--backbone", default="efficientnet_lite0",
@@ -136,7 +146,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--epochs", type=int, default=None, help="epochs (default 30)")
     g.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
     g.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay")
-    g.add_argument("--batch-size", type=int, default=256)
+    g.add_argument("--batch-size", type=int, default=256, help="training batch size")
     g.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 3 4")
     g.add_argument("--methods", nargs="+", default=None,
                    help=f"any of {', '.join(BASE_METHODS)} (default: "
