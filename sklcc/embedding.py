@@ -252,7 +252,9 @@ class ImageEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             tqdm(total=len(images), disable=not self.progress, unit="img", desc="embedding") as bar,
         ):
             for start in range(0, len(images), self.batch_size):
-                batch = torch.from_numpy(images[start : start + self.batch_size]).to(device)
+                # A copy, because torch refuses to wrap read-only arrays without a warning.
+                chunk = images[start : start + self.batch_size].copy()
+                batch = torch.from_numpy(chunk).to(device)
                 x = batch.permute(0, 3, 1, 2).float()
                 if x.shape[-2:] != size:
                     x = F.interpolate(

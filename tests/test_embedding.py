@@ -1,5 +1,6 @@
 import pickle
 import urllib.error
+import warnings
 
 import numpy as np
 import pytest
@@ -232,6 +233,14 @@ def test_bad_parameters_are_named(images, params, match):
 def test_bad_images_are_explained(X, match):
     with pytest.raises(ValueError, match=match):
         ImageEmbedder().fit(X)
+
+
+def test_read_only_images_give_no_warning(images, pooled):
+    frozen = images.copy()
+    frozen.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(pooled[0].transform(frozen), pooled[1])
 
 
 def test_progress_bar(images, capsys):
