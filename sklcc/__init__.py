@@ -9,10 +9,12 @@ without torch; the estimator (and torch) load on first use.
 
 from importlib import import_module
 
-__all__ = ["LCCClassifier", "ClusterState", "refresh_clusters"]
+__all__ = ["LCCClassifier", "ClusterState", "refresh_clusters", "LCCSearchCV", "ImageEmbedder",
+           "load_dataset"]
 __version__ = "0.1.0"
 
-_LAZY = {"LCCClassifier": "classifier", "ClusterState": "refresh", "refresh_clusters": "refresh"}
+_LAZY = {"LCCClassifier": "classifier", "ClusterState": "refresh", "refresh_clusters": "refresh",
+         "LCCSearchCV": "tuning", "ImageEmbedder": "embedding", "load_dataset": "datasets"}
 
 
 def __getattr__(name):

@@ -39,11 +39,15 @@ __all__ = [
 PathLike = str | os.PathLike
 
 #: sha256 of ``cifar10-jpeg.tar.gz``, the JPEG ImageFolder copy of CIFAR-10 kept beside
-#: the project (see ``/work/shared/data/README.md``).
+#: the project (see ``../shared/data/README.md`` beside the repository).
 CIFAR10_JPEG_SHA256 = "1f6eacae8cafbd2e54f53210888fddc9731f7d0142cbf118983cdad2f2c56bcd"
 _CIFAR10_JPEG_NAME = "cifar10-jpeg.tar.gz"
-# The project's machines cannot reach dataset hosts; their data is kept in this folder.
-_SHARED_DATA_DIR = Path("/work/shared/data")
+# The project's machines cannot reach dataset hosts; their data is kept in ``shared/data``
+# beside the repository (``$SKLCC_SHARED_DATA`` overrides it).
+_SHARED_DATA_DIR = Path(
+    os.environ.get("SKLCC_SHARED_DATA")
+    or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
 
 _CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 _CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
@@ -223,7 +227,8 @@ def load_cifar10(
        downloads them), read exactly;
     2. a JPEG ImageFolder archive ``cifar10-jpeg.tar.gz``: ``archive`` if given, else
        ``data_dir/cifar10-jpeg.tar.gz``, else the project's shared copy in
-       ``/work/shared/data``. It is checked against ``sha256``, unpacked once into the
+       ``../shared/data`` beside the repository (``$SKLCC_SHARED_DATA``). It is
+       checked against ``sha256``, unpacked once into the
        cache folder, and its decoded arrays are cached there as ``.npz`` so later loads
        take about a second. Its pixels are close to, not identical with, the originals
        (JPEG quality about 75), and images within a class are in file-name order;
