@@ -23,6 +23,7 @@ from torch import nn
 
 from sklcc.backbones import load_backbone, split_backbone
 from sklcc.latents import LatentRecorder, resolve_latent_layers
+from sklcc.seeding import torch_seed
 
 __all__ = [
     "HIDDEN_LAYER",
@@ -227,11 +228,7 @@ class SeededNeuralNetClassifier(NeuralNetClassifier):
         self
 
         """
-        if self.random_state is None:
-            return super().fit(X, y, **fit_params)
-        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.random_state)
+        with torch_seed(self.random_state):
             return super().fit(X, y, **fit_params)
 
 

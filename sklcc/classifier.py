@@ -18,6 +18,7 @@ from skorch.utils import is_dataset, to_numpy
 from .callbacks import STAT_KEYS, TIMING_KEYS, LatentClusterRefresh
 from .latents import LatentRecorder, resolve_latent_layers
 from .loss import lcc_loss
+from .seeding import torch_seed
 
 __all__ = ["LCCClassifier"]
 
@@ -321,11 +322,7 @@ class LCCClassifier(NeuralNetClassifier):
         y = self._encode_y(X, y)
         self._fitting = True  # skorch's fit calls partial_fit: do not encode y twice
         try:
-            if self.random_state is None:
-                return super().fit(X, y, **fit_params)
-            devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(self.random_state)
+            with torch_seed(self.random_state):
                 return super().fit(X, y, **fit_params)
         finally:
             del self._fitting

@@ -105,7 +105,7 @@ class LatentRecorder:
     >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
     >>> with LatentRecorder(net, ["1", "2:input"]) as rec:
     ...     _ = net(torch.ones(5, 3))
-    >>> {k: tuple(v.shape) for k, v in rec.outputs.items()}
+    ...     print({k: tuple(v.shape) for k, v in rec.outputs.items()})
     {'1': (5, 4), '2:input': (5, 4)}
 
     """
