@@ -391,3 +391,17 @@ def test_partial_fit_continues_training(digits):
     net.partial_fit(X, y)
     assert len(net.history) == 4
     assert len(net.history[:, "lcc_n_clusters"]) == 3
+
+
+def test_plot_lcc_history(digits, tmp_path):
+    from sklcc.plotting import plot_lcc_history
+
+    X, y = digits
+    net = small(max_epochs=4).fit(X, y)
+    fig = plot_lcc_history(net, tmp_path / "lcc.png")
+    assert (tmp_path / "lcc.png").stat().st_size > 1000
+    line = fig.axes[0].lines[0]
+    assert list(line.get_xdata()) == [2, 3, 4]
+    assert list(line.get_ydata()) == net.history[:, "lcc_misclustered"]
+    with pytest.raises(ValueError, match="no refresh yet"):
+        plot_lcc_history(small(max_epochs=1).fit(X, y))
