@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     from sklearn.metrics import adjusted_rand_score
     from tqdm import tqdm
 
-    jobs = [("sklcc", n, d) for n in args.n for d in args.d]
+    jobs = [("sklcc", n, d) for n in args.n for d in args.d for _ in range(args.repeats)]
     jobs += [("reference", n, d) for n in args.n for d in args.d
              if n <= args.reference_max_n and d <= args.reference_max_d]
     jobs += [("full", n, d) for n in args.n for d in args.d if n <= args.ari_max_n]
@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 row = pool.submit(measure_sklcc, n, d, None).result()
                 row["method"] = "sklcc-full"
         rows.append(row)
+    rows = _median_of_repeats(rows)
     # agreement of the subsampled clustering with the full one (same N, d)
     by_key = {(r["method"], r["n"], r["d"]): r for r in rows}
     for (method, n, d), row in by_key.items():
@@ -135,6 +136,24 @@ def run(args: argparse.Namespace) -> list[dict]:
     for row in rows:
         row.pop("labels")
     return rows
+
+
+def _median_of_repeats(rows: list[dict]) -> list[dict]:
+    """Merge repeated measurements of one (method, N, d): median times, max peak memory."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["method"], row["n"], row["d"]), []).append(row)
+    merged = []
+    for group in groups.values():
+        row = dict(group[0])
+        row["repeats"] = len(group)
+        for key in ("refresh_s", "graph_s", "communities_s", "assign_s", "index_s",
+                    "target_query_us"):
+            if key in row:
+                row[key] = float(np.median([g[key] for g in group]))
+        row["peak_mb"] = max(g["peak_mb"] for g in group)
+        merged.append(row)
+    return merged
 
 
 def to_markdown(rows: list[dict]) -> str:
@@ -170,6 +189,8 @@ def main(argv=None) -> None:
     parser.add_argument("--reference-max-d", type=int, default=256)
     parser.add_argument("--ari-max-n", type=int, default=50_000,
                         help="largest N at which the full sklcc clustering is run for the ARI")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="repeat each sklcc measurement and report the median time")
     parser.add_argument("--out", type=Path, default=Path("bench-out/refresh"))
     args = parser.parse_args(argv)
     rows = run(args)
