@@ -431,17 +431,18 @@ class LCCClassifier(NeuralNetClassifier):
         terms = []
         for layer, state in self.lcc_states_.items():
             z = outputs[layer]
-            mask = state.misclustered[index]
-            targets = np.zeros(tuple(z.shape), dtype=np.float32)
-            if mask.any():
-                rows = np.flatnonzero(mask)
-                found_targets, found = state.representatives.query(
-                    z[rows].detach().float().cpu().numpy(), y_np[rows]
-                )
-                targets[rows] = found_targets
-                mask[rows] = found
+            rows = np.flatnonzero(state.misclustered[index])
+            if len(rows) == 0:
+                terms.append(z.sum() * 0.0)
+                continue
+            # Only the misclustered rows (and their targets) leave the device.
+            rows_t = torch.from_numpy(rows).to(z.device)
+            targets, found = state.representatives.query(
+                z[rows_t].detach().float().cpu().numpy(), y_np[rows]
+            )
             terms.append(lcc_loss(
-                z, torch.from_numpy(targets).to(z.device), torch.from_numpy(mask).to(z.device)
+                z[rows_t], torch.from_numpy(targets).to(z.device),
+                torch.from_numpy(found).to(z.device),
             ))
         return torch.stack(terms).mean()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -56,9 +57,9 @@ class ClusterState:
     stats: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
 
-    @property
+    @cached_property
     def misclustered(self) -> np.ndarray:
-        """Misclustered flags, in dataset order."""
+        """Misclustered flags, in dataset order (computed once, read every batch)."""
         return ~self.correct
 
 
