@@ -46,7 +46,8 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure_sklcc(n: int, d: int, max_samples: int | None, seed: int = 0) -> dict:
+def measure_sklcc(n: int, d: int, max_samples: int | None, n_components: int | None = None,
+                  seed: int = 0) -> dict:
     """One sklcc refresh; seconds per step and peak memory of this process."""
     from sklcc.refresh import refresh_clusters
 
@@ -54,13 +55,16 @@ def measure_sklcc(n: int, d: int, max_samples: int | None, seed: int = 0) -> dic
     base_mb = _peak_mb()
     start = time.perf_counter()
     state = refresh_clusters(Z, y, N_CLASSES, n_neighbors=10, n_representatives=32,
-                             max_samples=max_samples, random_state=seed)
+                             max_samples=max_samples, n_components=n_components,
+                             random_state=seed)
     total = time.perf_counter() - start
     probe = Z[:: max(1, n // 2048)][:2048]
     start = time.perf_counter()
     state.representatives.query(probe, y[:: max(1, n // 2048)][:2048])
     query_us = (time.perf_counter() - start) / len(probe) * 1e6
-    return {"method": "sklcc", "n": n, "d": d, "max_samples": max_samples, "refresh_s": total,
+    method = "sklcc" if n_components is None else f"sklcc+pca{n_components}"
+    return {"method": method, "n": n, "d": d, "max_samples": max_samples,
+            "n_components": n_components, "refresh_s": total,
             **state.timings, **{f"stat_{k}": v for k, v in state.stats.items()},
             "target_query_us": query_us, "peak_mb": _peak_mb(), "data_peak_mb": base_mb,
             "labels": state.labels.tolist()}
@@ -109,14 +113,16 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     jobs = [("sklcc", n, d) for n in args.n for d in args.d for _ in range(args.repeats)]
     jobs += [("reference", n, d) for n in args.n for d in args.d
-             if n <= args.reference_max_n and d <= args.reference_max_d]
+             if n <= args.reference_max_n and d <= args.reference_max_d
+             and not args.skip_reference]
     jobs += [("full", n, d) for n in args.n for d in args.d if n <= args.ari_max_n]
     rows = []
     ctx = get_context("spawn")
     for kind, n, d in tqdm(jobs, desc="refresh scaling"):
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             if kind == "sklcc":
-                row = pool.submit(measure_sklcc, n, d, args.max_samples).result()
+                row = pool.submit(measure_sklcc, n, d, args.max_samples,
+                                  args.n_components).result()
             elif kind == "reference":
                 row = pool.submit(measure_reference, n, d).result()
             else:
@@ -128,10 +134,10 @@ def run(args: argparse.Namespace) -> list[dict]:
     by_key = {(r["method"], r["n"], r["d"]): r for r in rows}
     for (method, n, d), row in by_key.items():
         full = by_key.get(("sklcc-full", n, d))
-        if method == "sklcc" and full is not None:
+        if method.startswith("sklcc") and method != "sklcc-full" and full is not None:
             row["ari_vs_full"] = adjusted_rand_score(full["labels"], row["labels"])
         ref = by_key.get(("reference", n, d))
-        if method in ("sklcc", "sklcc-full") and ref is not None:
+        if method.startswith("sklcc") and ref is not None:
             row["ari_vs_reference"] = adjusted_rand_score(ref["labels"], row["labels"])
     for row in rows:
         row.pop("labels")
@@ -161,7 +167,8 @@ def to_markdown(rows: list[dict]) -> str:
     lines = ["| N | d | method | refresh s | graph s | Louvain s | assign s | index s | "
              "peak MB | ARI vs full | ARI vs reference | ratio reference/sklcc |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    sk = {(r["n"], r["d"]): r for r in rows if r["method"] == "sklcc"}
+    sk = {(r["n"], r["d"]): r for r in rows
+          if r["method"].startswith("sklcc") and r["method"] != "sklcc-full"}
     for r in sorted(rows, key=lambda r: (r["n"], r["d"], r["method"])):
         ratio = ""
         if r["method"] == "reference" and (r["n"], r["d"]) in sk:
@@ -184,6 +191,10 @@ def main(argv=None) -> None:
     parser.add_argument("--d", type=int, nargs="+", default=[64, 256, 1024])
     parser.add_argument("--max-samples", type=int, default=10_000,
                         help="sklcc's cluster_sample_size (subsample for graph + Louvain)")
+    parser.add_argument("--n-components", type=int, default=None,
+                        help="sklcc's cluster_n_components (PCA before graph and assignment)")
+    parser.add_argument("--skip-reference", action="store_true",
+                        help="do not time the exact reference approach")
     parser.add_argument("--reference-max-n", type=int, default=50_000,
                         help="largest N for the exact reference approach (it is slow)")
     parser.add_argument("--reference-max-d", type=int, default=256)

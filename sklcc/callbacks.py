@@ -48,7 +48,8 @@ class LatentClusterRefresh(Callback):
             states[layer] = refresh_clusters(
                 Z, y, n_classes, n_neighbors=net.n_neighbors,
                 resolution=net.louvain_resolution, n_representatives=net.n_representatives,
-                max_samples=net.cluster_sample_size, random_state=net.lcc_rng_,
+                max_samples=net.cluster_sample_size, n_components=net.cluster_n_components,
+                random_state=net.lcc_rng_,
                 backend=net.louvain_backend,
             )
         net.lcc_states_ = states

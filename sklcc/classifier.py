@@ -96,6 +96,10 @@ class LCCClassifier(NeuralNetClassifier):
         The graph and Louvain run on a seeded subsample of this many training
         samples; the others take the cluster of their nearest subsampled neighbour.
         None clusters every sample (slow beyond ~20,000 samples).
+    cluster_n_components : int or None, default=None
+        The graph and the assignment work on this many principal components of the
+        latents (fitted on the subsample); cheaper for wide latents. None keeps the
+        latents whole. Targets and the loss always use the full latents.
     louvain_backend : str, optional
         networkx dispatch backend for Louvain (for example ``"cugraph"``).
     random_state : int or None, default=None
@@ -161,6 +165,7 @@ class LCCClassifier(NeuralNetClassifier):
         lcc_warmup: int = 1,
         lcc_interval: int = 1,
         cluster_sample_size: int | None = 10_000,
+        cluster_n_components: int | None = None,
         louvain_backend: str | None = None,
         random_state: int | None = None,
         **kwargs,
@@ -174,6 +179,7 @@ class LCCClassifier(NeuralNetClassifier):
         self.lcc_warmup = lcc_warmup
         self.lcc_interval = lcc_interval
         self.cluster_sample_size = cluster_sample_size
+        self.cluster_n_components = cluster_n_components
         self.louvain_backend = louvain_backend
         self.random_state = random_state
 
@@ -238,6 +244,7 @@ class LCCClassifier(NeuralNetClassifier):
         integer("lcc_warmup", 0)
         integer("lcc_interval", 1)
         integer("cluster_sample_size", self.n_neighbors + 1, allow_none=True)
+        integer("cluster_n_components", 1, allow_none=True)
 
     # ------------------------------------------------------------------ data
 

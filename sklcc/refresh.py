@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+from sklearn.decomposition import PCA
 
 from .communities import louvain_labels, modularity
 from .graph import build_index, knn_graph, nearest_neighbors
@@ -65,8 +66,8 @@ class ClusterState:
 
 def cluster_latents(
     Z: np.ndarray, *, n_neighbors: int = 10, resolution: float = 1.0,
-    max_samples: int | None = 10_000, random_state: int = 0, backend: str | None = None,
-    timings: dict | None = None,
+    max_samples: int | None = 10_000, n_components: int | None = None, random_state: int = 0,
+    backend: str | None = None, timings: dict | None = None,
 ) -> tuple[np.ndarray, float]:
     """Louvain clusters of the kNN graph of ``Z``, on all samples or a subsample.
 
@@ -81,6 +82,10 @@ def cluster_latents(
     max_samples : int or None, default=10_000
         Cluster a seeded subsample of this size and give every other sample the
         cluster of its nearest subsampled neighbour; None clusters every sample.
+    n_components : int or None, default=None
+        Project the latents on this many principal components (fitted on the
+        subsample, seeded) before the graph and the assignment; None keeps them whole.
+        Only the clustering sees the projection; targets stay in the latent space.
     random_state : int, default=0
         Seed of the subsample, the index and Louvain.
     backend : str, optional
@@ -104,6 +109,10 @@ def cluster_latents(
         sample = np.arange(n)
     else:
         sample = np.sort(rng.choice(n, max_samples, replace=False))
+    if n_components is not None and min(n_components, len(sample)) < Z.shape[1]:
+        pca = PCA(min(n_components, len(sample)), svd_solver="randomized",
+                  random_state=random_state)
+        Z = pca.fit(Z[sample]).transform(Z).astype(np.float32)
     Zs = Z[sample]
     index = build_index(Zs, random_state=random_state)
     edges = knn_graph(Zs, min(n_neighbors, len(sample) - 1), index=index)
@@ -125,8 +134,8 @@ def cluster_latents(
 def refresh_clusters(
     Z: np.ndarray, y: np.ndarray, n_classes: int, *, n_neighbors: int = 10,
     resolution: float = 1.0, n_representatives: int | None = 32,
-    max_samples: int | None = 10_000, random_state: int | np.random.Generator = 0,
-    backend: str | None = None,
+    max_samples: int | None = 10_000, n_components: int | None = None,
+    random_state: int | np.random.Generator = 0, backend: str | None = None,
 ) -> ClusterState:
     """Run one refresh on the training latents.
 
@@ -146,6 +155,8 @@ def refresh_clusters(
         Representatives drawn per cluster; None keeps all correctly clustered samples.
     max_samples : int or None, default=10_000
         Size of the clustered subsample (see :func:`cluster_latents`).
+    n_components : int or None, default=None
+        Principal components the clustering works in (see :func:`cluster_latents`).
     random_state : int or numpy.random.Generator, default=0
         Seeds the subsample, the graph, Louvain and the representative draw.
     backend : str, optional
@@ -163,7 +174,7 @@ def refresh_clusters(
     timings: dict = {}
     labels, q = cluster_latents(
         Z, n_neighbors=n_neighbors, resolution=resolution, max_samples=max_samples,
-        random_state=seed, backend=backend, timings=timings,
+        n_components=n_components, random_state=seed, backend=backend, timings=timings,
     )
     t0 = time.perf_counter()
     owner = match_clusters(labels, y, n_classes)

@@ -248,6 +248,18 @@ def test_subsampled_clustering_agrees_with_full():
     assert adjusted_rand_score(y, sub) > 0.95
 
 
+def test_projected_clustering_agrees_and_keeps_full_targets():
+    Z, y = blobs(n_per=300, n_classes=5, d=32)
+    y = y.copy()
+    planted = np.array([4, 333, 900])
+    y[planted] = (y[planted] + 1) % 5
+    whole = refresh_clusters(Z, y, 5, max_samples=500, random_state=0)
+    projected = refresh_clusters(Z, y, 5, max_samples=500, n_components=4, random_state=0)
+    assert adjusted_rand_score(whole.labels, projected.labels) > 0.95
+    assert np.flatnonzero(projected.misclustered).tolist() == planted.tolist()
+    assert projected.representatives.latents.shape[1] == 32  # targets in the latent space
+
+
 def test_refresh_handles_identical_latents():
     Z = np.zeros((50, 4), dtype=np.float32)
     y = np.arange(50) % 2

@@ -187,6 +187,13 @@ def test_default_layer_is_input_of_last_linear(digits):
     assert net.lcc_states_["out:input"].representatives.latents.shape[1] == 32
 
 
+def test_projected_clustering_in_the_estimator(digits):
+    X, y = digits
+    net = small(cluster_n_components=8).fit(X, y)
+    assert net.lcc_states_["out:input"].representatives.latents.shape[1] == 32
+    assert 0 < net.history[-1, "lcc_n_clusters"]
+
+
 def test_several_layers_are_clustered_separately(digits):
     X, y = digits
     net = small(lcc_layers=["hidden.0", "hidden"]).fit(X, y)
@@ -245,6 +252,7 @@ def test_float64_input_is_cast_to_float32(digits):
         ({"n_neighbors": 0}, "n_neighbors=0"),
         ({"n_neighbors": 600}, "n_neighbors=600 must be smaller than the number of training"),
         ({"cluster_sample_size": 5}, "cluster_sample_size=5"),
+        ({"cluster_n_components": 0}, "cluster_n_components=0"),
         ({"lcc_layers": []}, "lcc_layers=\\[\\]"),
     ],
 )
@@ -341,7 +349,7 @@ def test_clone_and_params(digits):
     params = net.get_params()
     for name in ["lcc_layers", "lcc_weight", "n_neighbors", "louvain_resolution",
                  "n_representatives", "lcc_warmup", "lcc_interval", "cluster_sample_size",
-                 "louvain_backend", "random_state"]:
+                 "cluster_n_components", "louvain_backend", "random_state"]:
         assert name in params
     twin = clone(net)
     assert twin.get_params()["lcc_weight"] == 0.3
