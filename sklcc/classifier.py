@@ -250,9 +250,7 @@ class LCCClassifier(NeuralNetClassifier):
 
     def _cast_X(self, X):
         """Cast numeric arrays and tensors to float32; other inputs pass through."""
-        if isinstance(X, torch.Tensor) and not X.is_floating_point():
-            return X.float()
-        if isinstance(X, torch.Tensor) and X.dtype == torch.float64:
+        if isinstance(X, torch.Tensor) and (not X.is_floating_point() or X.dtype == torch.float64):
             return X.float()
         if isinstance(X, np.ndarray) and X.dtype.kind in "biuf" and X.dtype != np.float32:
             return X.astype(np.float32)
