@@ -164,6 +164,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--n-neighbors", type=int, default=10)
     g.add_argument("--n-representatives", type=int, default=32)
     g.add_argument("--cluster-sample-size", type=int, default=10_000)
+    g.add_argument("--cluster-n-components", type=int, default=None,
+                   help="PCA components the clustering works in (default: none)")
 
     g = p.add_argument_group("center loss")
     g.add_argument("--center-weight", type=float, default=0.003)
@@ -373,6 +375,7 @@ def make_estimator(method: str, cfg: dict[str, Any], data: dict[str, Any], seed:
             n_neighbors=cfg["n_neighbors"], louvain_resolution=resolution,
             n_representatives=cfg["n_representatives"], lcc_warmup=cfg["lcc_warmup"],
             lcc_interval=cfg["lcc_interval"], cluster_sample_size=cfg["cluster_sample_size"],
+            cluster_n_components=cfg["cluster_n_components"],
             **common,
         )
     else:
