@@ -37,7 +37,8 @@ class LatentClusterRefresh(Callback):
         start = time.perf_counter()
         latents, y = net.training_latents(dataset_train)
         latents_s = time.perf_counter() - start
-        n_classes = max(len(net.classes_), int(y.max()) + 1)
+        known = net._known_classes()
+        n_classes = max(0 if known is None else len(known), int(y.max()) + 1)
         states = {}
         for layer, Z in latents.items():
             if not np.isfinite(Z).all():

@@ -413,3 +413,23 @@ def test_plot_lcc_history(digits, tmp_path):
     assert list(line.get_ydata()) == net.history[:, "lcc_misclustered"]
     with pytest.raises(ValueError, match="no refresh yet"):
         plot_lcc_history(small(max_epochs=1).fit(X, y))
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """A custom Dataset skorch cannot read the labels from."""
+
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        return self.X[i], self.y[i]
+
+
+def test_custom_dataset_without_known_classes(digits):
+    X, y = digits
+    net = small(train_split=None).fit(PairDataset(X, y), None)
+    assert len(net.history[:, "lcc_n_clusters"]) == 2
+    assert net.predict(X).shape == (len(X),)
