@@ -469,8 +469,9 @@ class LCCClassifier(NeuralNetClassifier):
         """Class probabilities, columns in the order of ``classes_``."""
         proba = super().predict_proba(self._check_X(X, reset=False))
         classes = self._known_classes()
-        n_classes = proba.shape[1] if classes is None else len(classes)
-        if proba.ndim != 2 or proba.shape[1] != n_classes:
+        n_out = proba.shape[1] if proba.ndim == 2 else None
+        n_classes = n_out if classes is None else len(classes)
+        if n_out is None or n_out != n_classes:
             raise ValueError(
                 f"the module returns {proba.shape[1:]} scores per sample but there are "
                 f"{n_classes} classes; make its output layer produce {n_classes} scores."
