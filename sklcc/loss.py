@@ -9,7 +9,9 @@ import torch
 __all__ = ["lcc_loss"]
 
 
-def lcc_loss(z: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def lcc_loss(
+    z: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean scaled distance of the masked latents to their targets.
 
     ``term_b = ||z_b - t_b||_2 / sqrt(d)`` (not squared) for every ``b`` with
@@ -21,14 +23,14 @@ def lcc_loss(z: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torc
         Batch latents, with gradient.
     targets : Tensor of shape (batch, d)
         Target latent of each sample (ignored where ``mask`` is False); no gradient.
-    mask : Tensor of shape (batch,), bool
-        Samples that are misclustered and have a target.
+    mask : Tensor of shape (batch,), bool, optional
+        Samples that are misclustered and have a target; None takes every row.
 
     Returns
     -------
     loss : Tensor, scalar
         The mean term; an exact zero still attached to ``z``'s graph when ``mask``
-        selects nothing, so ``backward`` works in every batch.
+        selects nothing (or ``z`` has no row), so ``backward`` works in every batch.
 
     Examples
     --------
@@ -38,7 +40,9 @@ def lcc_loss(z: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torc
     3.535533905029297
 
     """
-    if not bool(mask.any()):
+    if mask is not None:
+        z, targets = z[mask], targets[mask]
+    if len(z) == 0:
         return z.sum() * 0.0
-    diff = z[mask] - targets[mask].to(dtype=z.dtype)
+    diff = z - targets.to(dtype=z.dtype)
     return torch.linalg.vector_norm(diff, dim=1).mean() / math.sqrt(z.shape[1])

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import build_index, nearest_neighbors
+from .graph import build_index
 
 __all__ = ["select_representatives", "RepresentativeIndex"]
+
+# Search breadth of the hnswlib target query (k = 1) for classes too large for
+# the exact search; tests/test_algorithm.py compares it with brute force.
+_EF = 32
 
 
 def select_representatives(
@@ -55,7 +59,16 @@ def select_representatives(
 
 
 class RepresentativeIndex:
-    """Nearest representative of a given class, one hnswlib index per class.
+    """Nearest representative of a given class: one search structure per class.
+
+    A class with at most ``exact_max`` representatives is searched exactly, by one
+    matrix product per batch; a larger class (``n_representatives=None`` keeps every
+    correctly clustered sample) gets an hnswlib index, built here, between epochs.
+    At the default 32 representatives per cluster a class rarely holds more than a
+    few hundred, where the exact search is also the faster one: on this project's
+    2-core machine, 40 queries against 256 representatives of dimension 512 took
+    0.2 ms exactly and 0.9 ms through hnswlib (``ef=32``); the two are even near
+    4,000 representatives (``docs/algorithm.md``).
 
     Parameters
     ----------
@@ -64,7 +77,9 @@ class RepresentativeIndex:
     classes : ndarray of shape (n_representatives,)
         Class of each representative (the owner of its cluster, equal to its label).
     random_state : int, default=0
-        Seed of the index construction.
+        Seed of the hnswlib index construction.
+    exact_max : int, default=2048
+        Largest class searched exactly; 0 puts every class in an hnswlib index.
 
     Attributes
     ----------
@@ -81,19 +96,37 @@ class RepresentativeIndex:
 
     """
 
-    def __init__(self, latents: np.ndarray, classes: np.ndarray, *, random_state: int = 0):
+    def __init__(
+        self, latents: np.ndarray, classes: np.ndarray, *, random_state: int = 0,
+        exact_max: int = 2048,
+    ):
         self.latents = np.ascontiguousarray(latents, dtype=np.float32)
         self.classes = np.asarray(classes, dtype=np.int64)
+        if self.latents.ndim != 2 or len(self.latents) != len(self.classes):
+            raise ValueError(
+                f"latents of shape {self.latents.shape} and classes of shape "
+                f"{self.classes.shape} do not match; pass one class per latent row."
+            )
         self.random_state = random_state
+        self.exact_max = exact_max
         self._build()
 
     def _build(self) -> None:
         self.classes_ = np.unique(self.classes)
-        self._members = {c: np.flatnonzero(self.classes == c) for c in self.classes_}
-        self._indexes = {
-            c: build_index(self.latents[m], random_state=self.random_state)
-            for c, m in self._members.items()
-        }
+        self._members = {}
+        self._search = {}
+        for c in self.classes_.tolist():
+            members = np.flatnonzero(self.classes == c)
+            self._members[c] = members
+            if len(members) <= self.exact_max:
+                reps = self.latents[members]
+                self._search[c] = (reps, np.einsum("ij,ij->i", reps, reps))
+            else:
+                index = build_index(self.latents[members], random_state=self.random_state)
+                # Set once here, not per query: the query runs on every training batch.
+                index.set_ef(_EF)
+                index.set_num_threads(1)
+                self._search[c] = index
 
     def query(self, Z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Nearest representative of class ``y[b]`` for each row ``Z[b]``.
@@ -108,7 +141,8 @@ class RepresentativeIndex:
         Returns
         -------
         targets : ndarray of shape (n_queries, n_features), float32
-            Nearest representative; zeros where ``found`` is False.
+            Nearest representative (ties: the first drawn); zeros where ``found`` is
+            False.
         found : ndarray of shape (n_queries,), bool
             False where the class has no representative (it owns no cluster).
 
@@ -117,11 +151,21 @@ class RepresentativeIndex:
         y = np.asarray(y, dtype=np.int64)
         targets = np.zeros_like(Z)
         found = np.zeros(len(Z), dtype=bool)
-        for c in np.unique(y):
-            if c not in self._indexes:
+        if len(y) == 0:
+            return targets, found
+        # One search per class present: group the rows by class once.
+        order = np.argsort(y, kind="stable")
+        ys = y[order]
+        for rows in np.split(order, np.flatnonzero(ys[1:] != ys[:-1]) + 1):
+            c = int(y[rows[0]])
+            search = self._search.get(c)
+            if search is None:
                 continue
-            rows = np.flatnonzero(y == c)
-            nearest = nearest_neighbors(self._indexes[c], Z[rows], 1, n_jobs=1)[:, 0]
+            if isinstance(search, tuple):  # exact: argmin of |r|^2 - 2 z.r
+                reps, sq_norms = search
+                nearest = np.argmin(sq_norms - 2.0 * (Z[rows] @ reps.T), axis=1)
+            else:
+                nearest = search.knn_query(Z[rows], k=1)[0][:, 0].astype(np.int64)
             targets[rows] = self.latents[self._members[c][nearest]]
             found[rows] = True
         return targets, found
@@ -131,7 +175,7 @@ class RepresentativeIndex:
 
     def __getstate__(self) -> dict:
         # hnswlib indexes are rebuilt from the latents, which keeps pickles portable.
-        return {k: v for k, v in self.__dict__.items() if k not in ("_indexes", "_members")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_search", "_members")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)

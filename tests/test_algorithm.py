@@ -153,10 +153,11 @@ def test_representatives_with_no_correct_sample():
     assert chosen.size == 0
 
 
-def test_representative_index_returns_nearest_of_own_class():
+@pytest.mark.parametrize("exact_max", [2048, 0], ids=["exact", "hnswlib"])
+def test_representative_index_returns_nearest_of_own_class(exact_max):
     latents = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [1.0, 1.0]])
     classes = np.array([0, 0, 1, 1])
-    index = RepresentativeIndex(latents, classes)
+    index = RepresentativeIndex(latents, classes, exact_max=exact_max)
     targets, found = index.query(
         np.array([[9.0, 0.0], [9.0, 0.0], [0.4, 0.4], [5.0, 5.0]]), np.array([0, 1, 0, 3])
     )
@@ -164,6 +165,30 @@ def test_representative_index_returns_nearest_of_own_class():
     assert targets.tolist() == [[10.0, 0.0], [1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]
     clone = pickle.loads(pickle.dumps(index))
     assert (clone.query(latents, classes)[0] == index.query(latents, classes)[0]).all()
+
+
+@pytest.mark.parametrize("exact_max", [2048, 100, 0], ids=["exact", "mixed", "hnswlib"])
+def test_representative_index_agrees_with_brute_force(exact_max):
+    # 5 classes of 40 to 300 representatives in 32-d; with exact_max=100 the small
+    # classes are searched exactly and the large ones through hnswlib.
+    rng = np.random.default_rng(0)
+    sizes = [40, 80, 120, 200, 300]
+    classes = np.repeat(np.arange(5), sizes)
+    latents = rng.normal(size=(len(classes), 32)).astype(np.float32)
+    queries = rng.normal(size=(400, 32)).astype(np.float32)
+    y = rng.integers(0, 6, 400)  # class 5 owns no representative
+    targets, found = RepresentativeIndex(latents, classes, exact_max=exact_max).query(queries, y)
+    assert found.tolist() == (y < 5).tolist()
+    for b in np.flatnonzero(found):
+        members = latents[classes == y[b]]
+        best = members[np.argmin(((members - queries[b]) ** 2).sum(1))]
+        assert np.array_equal(targets[b], best)
+    assert not targets[~found].any()
+
+
+def test_representative_index_rejects_mismatched_classes():
+    with pytest.raises(ValueError, match="one class per latent row"):
+        RepresentativeIndex(np.zeros((3, 2)), np.zeros(2, int))
 
 
 # ---------------------------------------------------------------- loss
