@@ -163,9 +163,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also run lcc@res=R for each R")
     g.add_argument("--n-neighbors", type=int, default=10)
     g.add_argument("--n-representatives", type=int, default=32)
-    g.add_argument("--cluster-sample-size", type=int, default=10_000)
-    g.add_argument("--cluster-n-components", type=int, default=None,
-                   help="PCA components the clustering works in (default: none)")
+    g.add_argument("--cluster-sample-size", type=int, default=5000,
+                   help="samples the graph and Louvain see (default: 5000, the estimator's)")
+    g.add_argument("--cluster-n-components", type=int, default=64,
+                   help="PCA components the clustering works in (default: 64, the "
+                        "estimator's; 0 for none)")
 
     g = p.add_argument_group("center loss")
     g.add_argument("--center-weight", type=float, default=0.003)
@@ -209,6 +211,7 @@ def resolve_config(args: argparse.Namespace, argv: list[str] | None = None) -> d
             cfg[key] = QUICK[key] if args.quick else default
     if cfg["resolution"] is None:
         cfg["resolution"] = 32 if cfg["dataset"] == "digits" else 128
+    cfg["cluster_n_components"] = cfg["cluster_n_components"] or None  # 0: no projection
     try:
         parse_finetune(cfg["finetune"])
     except ValueError as err:

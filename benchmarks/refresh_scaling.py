@@ -62,7 +62,8 @@ def measure_sklcc(n: int, d: int, max_samples: int | None, n_components: int | N
     start = time.perf_counter()
     state.representatives.query(probe, y[:: max(1, n // 2048)][:2048])
     query_us = (time.perf_counter() - start) / len(probe) * 1e6
-    method = "sklcc" if n_components is None else f"sklcc+pca{n_components}"
+    projected = n_components is not None and n_components < d
+    method = f"sklcc+pca{n_components}" if projected else "sklcc"
     return {"method": method, "n": n, "d": d, "max_samples": max_samples,
             "n_components": n_components, "refresh_s": total,
             **state.timings, **{f"stat_{k}": v for k, v in state.stats.items()},
@@ -189,10 +190,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[10_000, 50_000, 200_000])
     parser.add_argument("--d", type=int, nargs="+", default=[64, 256, 1024])
-    parser.add_argument("--max-samples", type=int, default=10_000,
+    parser.add_argument("--max-samples", type=int, default=5000,
                         help="sklcc's cluster_sample_size (subsample for graph + Louvain)")
-    parser.add_argument("--n-components", type=int, default=None,
-                        help="sklcc's cluster_n_components (PCA before graph and assignment)")
+    parser.add_argument("--n-components", type=int, default=64,
+                        help="sklcc's cluster_n_components (PCA before graph and "
+                             "assignment; default 64 as the estimator, 0 for none)")
     parser.add_argument("--skip-reference", action="store_true",
                         help="do not time the exact reference approach")
     parser.add_argument("--reference-max-n", type=int, default=50_000,
@@ -204,6 +206,7 @@ def main(argv=None) -> None:
                         help="repeat each sklcc measurement and report the median time")
     parser.add_argument("--out", type=Path, default=Path("bench-out/refresh"))
     args = parser.parse_args(argv)
+    args.n_components = args.n_components or None  # 0: no projection
     rows = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     machine = {"platform": platform.platform(), "cpus": __import__("os").cpu_count(),

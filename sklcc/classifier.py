@@ -93,14 +93,15 @@ class LCCClassifier(NeuralNetClassifier):
         Epochs of plain training before the first refresh.
     lcc_interval : int, default=1
         Epochs between refreshes.
-    cluster_sample_size : int or None, default=10_000
+    cluster_sample_size : int or None, default=5000
         The graph and Louvain run on a seeded subsample of this many training
         samples; the others take the cluster of their nearest subsampled neighbour.
-        None clusters every sample (slow beyond ~20,000 samples).
-    cluster_n_components : int or None, default=None
+        None clusters every sample (networkx Louvain takes 10-60 s at 50,000).
+    cluster_n_components : int or None, default=64
         The graph and the assignment work on this many principal components of the
-        latents (fitted on the subsample); cheaper for wide latents. None keeps the
-        latents whole. Targets and the loss always use the full latents.
+        latents (fitted on the subsample, seeded), as scanpy does before its graph
+        clustering; latents of at most this width are used as they are. None keeps
+        the latents whole. Targets and the loss always use the full latents.
     louvain_backend : str, optional
         networkx dispatch backend for Louvain (for example ``"cugraph"``).
     random_state : int or None, default=None
@@ -165,8 +166,8 @@ class LCCClassifier(NeuralNetClassifier):
         n_representatives: int | None = 32,
         lcc_warmup: int = 1,
         lcc_interval: int = 1,
-        cluster_sample_size: int | None = 10_000,
-        cluster_n_components: int | None = None,
+        cluster_sample_size: int | None = 5000,
+        cluster_n_components: int | None = 64,
         louvain_backend: str | None = None,
         random_state: int | None = None,
         **kwargs,

@@ -66,7 +66,7 @@ class ClusterState:
 
 def cluster_latents(
     Z: np.ndarray, *, n_neighbors: int = 10, resolution: float = 1.0,
-    max_samples: int | None = 10_000, n_components: int | None = None, random_state: int = 0,
+    max_samples: int | None = 5000, n_components: int | None = 64, random_state: int = 0,
     backend: str | None = None, timings: dict | None = None,
 ) -> tuple[np.ndarray, float]:
     """Louvain clusters of the kNN graph of ``Z``, on all samples or a subsample.
@@ -79,10 +79,10 @@ def cluster_latents(
         Neighbours per sample in the graph.
     resolution : float, default=1.0
         Louvain resolution.
-    max_samples : int or None, default=10_000
+    max_samples : int or None, default=5000
         Cluster a seeded subsample of this size and give every other sample the
         cluster of its nearest subsampled neighbour; None clusters every sample.
-    n_components : int or None, default=None
+    n_components : int or None, default=64
         Project the latents on this many principal components (fitted on the
         subsample, seeded) before the graph and the assignment; None keeps them whole.
         Only the clustering sees the projection; targets stay in the latent space.
@@ -134,7 +134,7 @@ def cluster_latents(
 def refresh_clusters(
     Z: np.ndarray, y: np.ndarray, n_classes: int, *, n_neighbors: int = 10,
     resolution: float = 1.0, n_representatives: int | None = 32,
-    max_samples: int | None = 10_000, n_components: int | None = None,
+    max_samples: int | None = 5000, n_components: int | None = 64,
     random_state: int | np.random.Generator = 0, backend: str | None = None,
 ) -> ClusterState:
     """Run one refresh on the training latents.
@@ -153,9 +153,9 @@ def refresh_clusters(
         Louvain resolution.
     n_representatives : int or None, default=32
         Representatives drawn per cluster; None keeps all correctly clustered samples.
-    max_samples : int or None, default=10_000
+    max_samples : int or None, default=5000
         Size of the clustered subsample (see :func:`cluster_latents`).
-    n_components : int or None, default=None
+    n_components : int or None, default=64
         Principal components the clustering works in (see :func:`cluster_latents`).
     random_state : int or numpy.random.Generator, default=0
         Seeds the subsample, the graph, Louvain and the representative draw.
