@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 from skorch.callbacks import Callback
+from threadpoolctl import threadpool_limits
 
 from .refresh import refresh_clusters
 
@@ -40,19 +41,11 @@ class LatentClusterRefresh(Callback):
         known = net._known_classes()
         n_classes = max(0 if known is None else len(known), int(y.max()) + 1)
         states = {}
-        for layer, Z in latents.items():
-            if not np.isfinite(Z).all():
-                raise ValueError(
-                    f"the latents of layer {layer!r} contain NaN or inf at epoch {epoch}: "
-                    "training diverged; lower lr or lcc_weight."
-                )
-            states[layer] = refresh_clusters(
-                Z, y, n_classes, n_neighbors=net.n_neighbors,
-                resolution=net.louvain_resolution, n_representatives=net.n_representatives,
-                max_samples=net.cluster_sample_size, n_components=net.cluster_n_components,
-                random_state=net.lcc_rng_,
-                backend=net.louvain_backend,
-            )
+        # fit_loop keeps numpy's BLAS single-threaded for the batches; the refresh
+        # (PCA) may use every thread it had.
+        with threadpool_limits(limits=getattr(net, "_blas_threads", None), user_api="blas"):
+            for layer, Z in latents.items():
+                states[layer] = self._refresh_layer(net, layer, Z, y, n_classes, epoch)
         net.lcc_states_ = states
         for key in STAT_KEYS:
             mean = float(np.mean([s.stats[key] for s in states.values()]))
@@ -61,3 +54,17 @@ class LatentClusterRefresh(Callback):
         for key in TIMING_KEYS[1:]:
             net.history.record(f"lcc_{key}", sum(s.timings[key] for s in states.values()))
         net.history.record("lcc_refresh_s", time.perf_counter() - start)
+
+    @staticmethod
+    def _refresh_layer(net, layer, Z, y, n_classes, epoch):
+        if not np.isfinite(Z).all():
+            raise ValueError(
+                f"the latents of layer {layer!r} contain NaN or inf at epoch {epoch}: "
+                "training diverged; lower lr or lcc_weight."
+            )
+        return refresh_clusters(
+            Z, y, n_classes, n_neighbors=net.n_neighbors,
+            resolution=net.louvain_resolution, n_representatives=net.n_representatives,
+            max_samples=net.cluster_sample_size, n_components=net.cluster_n_components,
+            random_state=net.lcc_rng_, backend=net.louvain_backend,
+        )

@@ -360,14 +360,16 @@ class LCCClassifier(NeuralNetClassifier):
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         """Train with the latent hooks attached (they are removed afterwards).
 
-        numpy's BLAS runs single-threaded meanwhile, as in scikit-learn's KMeans: its
-        small products on every training batch (the target search) would otherwise
-        wake threads that fight torch's for the cores (a training step was measured
-        15 times slower on 2 cores). torch's own threads are not affected.
+        numpy's BLAS runs single-threaded during the epochs: its small products on
+        every training batch (the target search) would otherwise wake threads that
+        fight torch's for the cores (a training step was measured 15 times slower on
+        2 cores). The refresh gets the original thread count back. torch's own
+        threads are not affected.
         """
         self.lcc_layers_ = resolve_latent_layers(self.module_, self.lcc_layers)
-        with threadpool_limits(limits=1, user_api="blas"), \
+        with threadpool_limits(limits=1, user_api="blas") as blas, \
                 LatentRecorder(self.module_, self.lcc_layers_) as recorder:
+            self._blas_threads = blas.get_original_num_threads().get("blas")
             self._recorder = recorder
             try:
                 return super().fit_loop(X, y, epochs=epochs, **fit_params)
