@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 
+import networkx as nx
 import numpy as np
 import torch
 from scipy import sparse
@@ -247,6 +248,14 @@ class LCCClassifier(NeuralNetClassifier):
         integer("lcc_interval", 1)
         integer("cluster_sample_size", self.n_neighbors + 1, allow_none=True)
         integer("cluster_n_components", 1, allow_none=True)
+        backend = self.louvain_backend
+        available = sorted(getattr(nx.community.louvain_communities, "backends", {"networkx"}))
+        if backend is not None and backend not in available:
+            raise ValueError(
+                f"louvain_backend={backend!r} is not an installed networkx backend that "
+                f"implements Louvain; installed: {available}. Install the backend or pass "
+                "None (networkx's own implementation)."
+            )
 
     # ------------------------------------------------------------------ data
 

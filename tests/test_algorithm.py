@@ -86,6 +86,16 @@ def test_louvain_is_seeded_and_resolution_splits():
     assert coarse.max() == 0  # one community
 
 
+def test_louvain_dispatches_to_a_named_backend():
+    # "networkx" is the one backend installed everywhere; naming it goes through
+    # networkx's dispatch machinery and must give the default result.
+    edges, _, _ = planted_partition(n_blocks=3, size=30, p_in=0.3, p_out=0.01)
+    default = louvain_labels(edges, 90, random_state=5)
+    assert (louvain_labels(edges, 90, random_state=5, backend="networkx") == default).all()
+    with pytest.raises(ImportError, match="not installed"):
+        louvain_labels(edges, 90, backend="no-such-backend")
+
+
 def test_louvain_keeps_isolated_nodes():
     labels = louvain_labels(np.array([[0, 1]]), 3)
     assert labels.tolist() == [0, 0, 1]

@@ -253,6 +253,7 @@ def test_float64_input_is_cast_to_float32(digits):
         ({"n_neighbors": 600}, "n_neighbors=600 must be smaller than the number of training"),
         ({"cluster_sample_size": 5}, "cluster_sample_size=5"),
         ({"cluster_n_components": 0}, "cluster_n_components=0"),
+        ({"louvain_backend": "no-such-backend"}, "louvain_backend='no-such-backend'"),
         ({"lcc_layers": []}, "lcc_layers=\\[\\]"),
     ],
 )
