@@ -7,7 +7,8 @@ resident memory. In the same run, where N is small enough, it times the public
 implementation's approach: exact kNN over every sample, networkx Louvain over every
 sample and the exact nearest correctly clustered sample of the class as target. It
 also reports how well the subsampled clustering agrees with the full one (adjusted
-Rand index), next to the agreement of two full clusterings with different seeds.
+Rand index). On real latents, where Louvain is less stable, see
+``benchmarks/clustering_agreement.py``.
 
 Each measurement runs in a fresh process so that peak memory belongs to it alone.
 

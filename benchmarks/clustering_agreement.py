@@ -1,0 +1,133 @@
+"""Agreement of the subsampled, projected clustering with the full one on real latents.
+
+Trains the benchmark's MLP head with plain cross-entropy for a few epochs on cached
+image embeddings (the ``head`` regime of ``benchmarks/cifar100.py``, same data
+preparation and recipe), takes the hidden-layer latents of every training sample
+in eval mode, and clusters them as a refresh does:
+
+- ``full``: the kNN graph and networkx Louvain over every sample, unprojected, with
+  two seeds. How much these two agree is the yardstick: Louvain itself is not
+  stable on real latents.
+- the subsampled clusterings (``cluster_sample_size``) with and without the PCA
+  projection (``cluster_n_components``), each with the same two seeds.
+
+For each it reports the time, the number of clusters, the misclustered fraction,
+the adjusted Rand index against the first full clustering, and the agreement of the
+misclustered flags (the only thing the loss sees) with the first full clustering.
+
+    python benchmarks/clustering_agreement.py --dataset cifar10 --out bench-out/agreement
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import adjusted_rand_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import cifar100  # noqa: E402  (the benchmark's data preparation and recipe)
+
+from sklcc.matching import correctly_clustered, match_clusters  # noqa: E402
+from sklcc.refresh import cluster_latents  # noqa: E402
+
+
+def misclustered(labels: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Misclustered flags of a clustering (majority matching)."""
+    return ~correctly_clustered(labels, y, match_clusters(labels, y, n_classes))
+
+
+def hidden_latents(net, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """Hidden-layer latents of the trained head, eval mode, no gradient."""
+    module = net.module_.eval()
+    with torch.no_grad():
+        return torch.cat([
+            module.head.hidden(module.features(torch.from_numpy(X[i:i + batch_size])))
+            for i in range(0, len(X), batch_size)
+        ]).numpy()
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Train, cluster every way, compare."""
+    argv = ["--dataset", args.dataset, "--finetune", "head", "--epochs", str(args.epochs),
+            "--methods", "ce", "--seeds", str(args.train_seed), "--out", str(args.out)]
+    if args.data_dir:
+        argv += ["--data-dir", args.data_dir]
+    cfg = cifar100.resolve_config(cifar100.parse_args(argv), argv)
+    data = cifar100.prepare_data(cfg)
+    net = cifar100.make_estimator("ce", cfg, data, seed=args.train_seed)
+    net.fit(data["X_train"], data["y_train"])
+    Z = hidden_latents(net, data["X_train"])
+    y = np.asarray(data["y_train"], dtype=np.int64)
+    n_classes = data["n_classes"]
+
+    configs = [("full", None, None)]
+    configs += [(f"sample={m} pca={c or 'none'}", m, c or None)
+                for m in args.sample_sizes for c in args.n_components]
+    rows, reference = [], None
+    for name, max_samples, n_components in configs:
+        for seed in args.seeds:
+            start = time.perf_counter()
+            labels, q = cluster_latents(Z, n_neighbors=args.n_neighbors,
+                                        max_samples=max_samples, n_components=n_components,
+                                        random_state=seed)
+            seconds = time.perf_counter() - start
+            flags = misclustered(labels, y, n_classes)
+            if reference is None:
+                reference = (labels, flags)
+            rows.append({
+                "config": name, "seed": seed, "seconds": seconds,
+                "n_clusters": int(labels.max() + 1), "modularity": q,
+                "misclustered": float(flags.mean()),
+                "ari_vs_full": float(adjusted_rand_score(reference[0], labels)),
+                "flag_agreement_vs_full": float((flags == reference[1]).mean()),
+            })
+            print(json.dumps(rows[-1]), flush=True)
+    return {"args": {k: str(v) for k, v in vars(args).items()}, "n_train": len(y),
+            "latent_dim": int(Z.shape[1]), "rows": rows}
+
+
+def to_markdown(report: dict) -> str:
+    """Table of the rows, the first full clustering as reference."""
+    lines = [f"{report['n_train']:,} training latents of dimension {report['latent_dim']}; "
+             "reference: the full clustering with the first seed.", "",
+             "| clustering | seed | seconds | clusters | misclustered | ARI vs full | "
+             "flags agreeing with full |", "|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['config']} | {r['seed']} | {r['seconds']:.2f} | {r['n_clusters']} | "
+                     f"{r['misclustered']:.3f} | {r['ari_vs_full']:.3f} | "
+                     f"{r['flag_agreement_vs_full']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="cifar10")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--epochs", type=int, default=8,
+                        help="cross-entropy epochs before the latents are taken")
+    parser.add_argument("--train-seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2],
+                        help="clustering seeds")
+    parser.add_argument("--n-neighbors", type=int, default=10)
+    parser.add_argument("--sample-sizes", type=int, nargs="+", default=[10_000, 5000, 3000])
+    parser.add_argument("--n-components", type=int, nargs="+", default=[0, 64],
+                        help="0: no projection")
+    parser.add_argument("--out", type=Path, default=Path("bench-out/agreement"))
+    args = parser.parse_args(argv)
+    report = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "clustering_agreement.json").write_text(json.dumps(report, indent=2))
+    table = to_markdown(report)
+    (args.out / "clustering_agreement.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
