@@ -512,7 +512,8 @@ class LCCClassifier(NeuralNetClassifier):
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
         if not training or not hasattr(self, "_recorder"):
             return loss
-        if self.lcc_weight == 0:
+        if self.lcc_weight == 0 or not self.lcc_states_:
+            # No weight, or no refresh yet: the term is an exact zero; skip building it.
             self.history.record_batch("train_lcc", 0.0)
             return loss
         term = self.lcc_term(y_true)
