@@ -260,3 +260,40 @@ def test_pipeline_on_digits():
     model.fit(train.images[:400], train.labels[:400])
     # Chance is 0.10; ImageNet features of upscaled 8x8 digits reach about 0.93 here.
     assert model.score(test.images, test.labels) > 0.8
+
+
+class _Head(torch.nn.Module):
+    """1280 -> 64 -> 10 head for the pipeline test."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = torch.nn.Sequential(torch.nn.Linear(1280, 64), torch.nn.ReLU())
+        self.out = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        return torch.softmax(self.out(self.hidden(x)), dim=-1)
+
+
+def test_pipeline_embedder_then_lcc_classifier_on_digits():
+    from sklcc import LCCClassifier
+
+    train, test = load_digits_images()
+    model = Pipeline(
+        [
+            ("embed", ImageEmbedder(resolution=48)),
+            ("scale", StandardScaler()),
+            ("clf", LCCClassifier(_Head, lcc_layers=["hidden"], max_epochs=10, lr=0.05,
+                                  lcc_warmup=4, lcc_interval=3, random_state=0, verbose=0,
+                                  train_split=None)),
+        ]
+    )
+    model.fit(train.images[:400], train.labels[:400])
+    clf = model.named_steps["clf"]
+    assert len(clf.history[:, "lcc_n_clusters"]) == 2  # refreshes before epochs 5 and 8
+    predictions = model.predict(test.images)
+    assert set(np.unique(predictions)) <= set(range(10))
+    # Chance is 0.10 (above: about 0.93 with a linear model on the same features).
+    assert model.score(test.images, test.labels) > 0.8
+    # clone + refit with the same seed gives the same predictions, bit for bit
+    again = clone(model).fit(train.images[:400], train.labels[:400])
+    assert np.array_equal(again.predict_proba(test.images), model.predict_proba(test.images))
