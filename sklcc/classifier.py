@@ -384,7 +384,7 @@ class LCCClassifier(NeuralNetClassifier):
             try:
                 return super().fit_loop(X, y, epochs=epochs, **fit_params)
             finally:
-                del self._recorder
+                del self._recorder, self._blas_threads
                 self._batch_index = None
 
     def get_iterator(self, dataset, training=False):

@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import build_index
+from .graph import build_index, nearest_neighbors
 
 __all__ = ["select_representatives", "RepresentativeIndex"]
-
-# Search breadth of the hnswlib target query (k = 1) for classes too large for
-# the exact search; tests/test_algorithm.py compares it with brute force.
-_EF = 32
 
 
 def select_representatives(
@@ -122,11 +118,8 @@ class RepresentativeIndex:
                 reps = self.latents[members]
                 self._search[c] = (reps, np.einsum("ij,ij->i", reps, reps))
             else:
-                index = build_index(self.latents[members], random_state=self.random_state)
-                # Set once here, not per query: the query runs on every training batch.
-                index.set_ef(_EF)
-                index.set_num_threads(1)
-                self._search[c] = index
+                self._search[c] = build_index(self.latents[members],
+                                              random_state=self.random_state)
 
     def query(self, Z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Nearest representative of class ``y[b]`` for each row ``Z[b]``.
@@ -165,7 +158,7 @@ class RepresentativeIndex:
                 reps, sq_norms = search
                 nearest = np.argmin(sq_norms - 2.0 * (Z[rows] @ reps.T), axis=1)
             else:
-                nearest = search.knn_query(Z[rows], k=1)[0][:, 0].astype(np.int64)
+                nearest = nearest_neighbors(search, Z[rows], 1, n_jobs=1)[:, 0]
             targets[rows] = self.latents[self._members[c][nearest]]
             found[rows] = True
         return targets, found
