@@ -498,14 +498,14 @@ class LCCClassifier(NeuralNetClassifier):
                 terms.append(z.sum() * 0.0)
                 continue
             # Only the misclustered rows (and their targets) leave the device.
-            z_mc = z[torch.from_numpy(rows).to(z.device)]
+            z_mc = z.index_select(0, torch.from_numpy(rows).to(z.device))
             targets, found = state.representatives.query(
                 z_mc.detach().float().cpu().numpy(), y_np[rows]
             )
             if not found.all():  # classes owning no cluster have no target
                 z_mc, targets = z_mc[torch.from_numpy(found).to(z.device)], targets[found]
             terms.append(lcc_loss(z_mc, torch.from_numpy(targets).to(z.device)))
-        return torch.stack(terms).mean()
+        return terms[0] if len(terms) == 1 else torch.stack(terms).mean()
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         """Cross-entropy, plus ``lcc_weight`` times the clustering term in training."""
