@@ -259,13 +259,19 @@ def machine_info(device: str) -> dict[str, Any]:
         device_name = torch.cuda.get_device_name(torch.device(device))
     else:
         device_name = f"CPU ({cpu_model})"
+    here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-            cwd=Path(__file__).resolve().parent,
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=here,
         ).stdout.strip()
+        # Uncommitted changes to tracked files mean the commit alone does not say
+        # which code produced the figures.
+        dirty = bool(subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+            text=True, check=True, cwd=here,
+        ).stdout.strip())
     except (OSError, subprocess.CalledProcessError):
-        commit = None
+        commit, dirty = None, None
     return {
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -278,6 +284,7 @@ def machine_info(device: str) -> dict[str, Any]:
         "device": device,
         "device_name": device_name,
         "git_commit": commit,
+        "git_dirty": dirty,
     }
 
 
@@ -337,7 +344,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         f"- Machine: {machine['device_name']}; {machine['cpus_usable']} usable of "
         f"{machine['cpu_count']} CPUs (load average at start {machine['load_average']}); "
         f"torch {machine['torch']}, torch threads: {machine['torch_threads']}; "
-        f"{machine['platform']}; commit {machine['git_commit']}.",
+        f"{machine['platform']}; commit {machine['git_commit']}"
+        f"{' with uncommitted changes' if machine.get('git_dirty') else ''}.",
         f"- Command: `{cfg['command']}`",
         "",
         "## Test accuracy per seed (top-1 / top-5, %)",
