@@ -283,6 +283,21 @@ def test_subsampled_clustering_agrees_with_full():
     assert adjusted_rand_score(y, sub) > 0.95
 
 
+def test_samples_outside_the_subsample_take_their_nearest_subsampled_neighbours_cluster():
+    # The assignment runs in a thread beside Louvain; its answer must be the serial one:
+    # the cluster of the exact nearest subsampled neighbour (in the unprojected latents).
+    Z, _ = blobs(n_per=150, n_classes=5, d=6, seed=3)
+    timings = {}
+    labels, _ = cluster_latents(Z, max_samples=200, n_components=None, random_state=4,
+                                timings=timings)
+    sample = np.sort(np.random.default_rng(4).choice(len(Z), 200, replace=False))
+    rest = np.setdiff1d(np.arange(len(Z)), sample)
+    d2 = ((Z[rest, None, :] - Z[None, sample, :]) ** 2).sum(-1)
+    exact = labels[sample][d2.argmin(axis=1)]
+    assert np.mean(labels[rest] == exact) > 0.99  # hnswlib is approximate (ef=16)
+    assert set(timings) == {"graph_s", "communities_s", "assign_s"}
+
+
 def test_projected_clustering_agrees_and_keeps_full_targets():
     Z, y = blobs(n_per=300, n_classes=5, d=32)
     y = y.copy()
