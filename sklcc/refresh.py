@@ -140,15 +140,15 @@ def cluster_latents(
         # The nearest subsampled neighbour of every other sample does not depend on
         # the communities, and hnswlib releases the GIL: search beside Louvain,
         # which is pure Python on one core.
-        nearest = pool.submit(nearest_neighbors, index, Z[rest], 1, ef=_ASSIGN_EF,
-                              n_jobs=_ASSIGN_THREADS)
+        search = pool.submit(nearest_neighbors, index, Z[rest], 1, ef=_ASSIGN_EF,
+                             n_jobs=_ASSIGN_THREADS)
         sample_labels = louvain_labels(
             edges, len(sample), resolution=resolution, random_state=random_state,
             backend=backend,
         )
         q = modularity(edges, sample_labels, resolution=resolution)
         t2 = time.perf_counter()
-        nearest = nearest.result()[:, 0]
+        nearest = search.result()[:, 0]
     labels = np.empty(n, dtype=np.int64)
     labels[sample] = sample_labels
     labels[rest] = sample_labels[nearest]
