@@ -502,9 +502,10 @@ class LCCClassifier(NeuralNetClassifier):
             targets, found = state.representatives.query(
                 z_mc.detach().float().cpu().numpy(), y_np[rows]
             )
-            if not found.all():  # classes owning no cluster have no target
-                z_mc, targets = z_mc[torch.from_numpy(found).to(z.device)], targets[found]
-            terms.append(lcc_loss(z_mc, torch.from_numpy(targets).to(z.device)))
+            # Classes owning no cluster have no target; the mask is left out when every
+            # row has one (the common case), which spares an indexing node.
+            mask = None if found.all() else torch.from_numpy(found).to(z.device)
+            terms.append(lcc_loss(z_mc, torch.from_numpy(targets).to(z.device), mask))
         return terms[0] if len(terms) == 1 else torch.stack(terms).mean()
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
