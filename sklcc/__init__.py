@@ -1,7 +1,7 @@
 """sklcc: Latent Cluster Correction for scikit-learn and PyTorch classifiers.
 
 The estimator is :class:`LCCClassifier`; the algorithm steps live in their own
-modules, in pipeline order: :mod:`~sklcc.latents`, :mod:`~sklcc.graph`,
+modules, in pipeline order: :mod:`~sklcc.latents`, :mod:`~sklcc.neighbors`,
 :mod:`~sklcc.communities`, :mod:`~sklcc.matching`, :mod:`~sklcc.representatives`,
 :mod:`~sklcc.loss`, orchestrated by :mod:`~sklcc.refresh`. The numpy steps import
 without torch; the estimator (and torch) load on first use.

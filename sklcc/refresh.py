@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from .communities import louvain_labels, modularity
-from .graph import build_index, knn_graph, nearest_neighbors
+from .neighbors import build_index, knn_graph, nearest_neighbors
 from .matching import correctly_clustered, match_clusters
 from .representatives import RepresentativeIndex, select_representatives
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import build_index, nearest_neighbors
+from .neighbors import build_index, nearest_neighbors
 
 __all__ = ["select_representatives", "RepresentativeIndex"]
 

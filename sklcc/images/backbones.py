@@ -77,7 +77,7 @@ class Backbone(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from sklcc.backbones import load_backbone
+    >>> from sklcc.images.backbones import load_backbone
     >>> backbone = load_backbone("efficientnet_lite0").eval()
     >>> backbone.feature_dim, backbone.n_blocks
     (1280, 16)
@@ -124,7 +124,7 @@ class BackboneTail(nn.Module):
 
     Built by :func:`split_backbone`. It accepts the activations entering its first
     block either as ``(N, C, H, W)`` or flattened to ``(N, C * H * W)`` (C order), which
-    is how :class:`sklcc.embedding.ImageEmbedder` returns them with
+    is how :class:`sklcc.images.embedding.ImageEmbedder` returns them with
     ``output="blocks:N"``, so the embedder's output can be fed to it directly.
 
     Parameters
@@ -141,7 +141,7 @@ class BackboneTail(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from sklcc.backbones import load_backbone, split_backbone
+    >>> from sklcc.images.backbones import load_backbone, split_backbone
     >>> prefix, tail = split_backbone(load_backbone("efficientnet_lite0"), 2, resolution=64)
     >>> tail.input_shape
     (192, 2, 2)
@@ -222,7 +222,7 @@ def load_backbone(name: str, *, pretrained: bool = True) -> Backbone:
 
     Examples
     --------
-    >>> from sklcc.backbones import load_backbone
+    >>> from sklcc.images.backbones import load_backbone
     >>> backbone = load_backbone("efficientnet_lite0")
     >>> backbone.mean, backbone.std
     ((127.0, 127.0, 127.0), (128.0, 128.0, 128.0))
@@ -270,7 +270,7 @@ def split_backbone(
     Examples
     --------
     >>> import torch
-    >>> from sklcc.backbones import load_backbone, split_backbone
+    >>> from sklcc.images.backbones import load_backbone, split_backbone
     >>> backbone = load_backbone("efficientnet_lite0").eval()
     >>> prefix, tail = split_backbone(backbone, 3, resolution=64)
     >>> x = torch.randn(2, 3, 64, 64)

@@ -2,7 +2,7 @@
 
 Every loader returns a :class:`TrainTest` pair of :class:`ImageDataset` objects whose
 ``images`` are ``(N, H, W, 3)`` uint8 arrays, ready for
-:class:`sklcc.embedding.ImageEmbedder`. :func:`load_dataset` picks a loader by name.
+:class:`sklcc.images.embedding.ImageEmbedder`. :func:`load_dataset` picks a loader by name.
 
 Files that are derived from downloads or archives (unpacked folders, decoded ``.npz``
 arrays, torchvision downloads) go to a cache folder: the ``cache_dir`` argument, else the
@@ -46,7 +46,7 @@ _CIFAR10_JPEG_NAME = "cifar10-jpeg.tar.gz"
 # beside the repository (``$SKLCC_SHARED_DATA`` overrides it).
 _SHARED_DATA_DIR = Path(
     os.environ.get("SKLCC_SHARED_DATA")
-    or Path(__file__).resolve().parents[2] / "shared" / "data"
+    or Path(__file__).resolve().parents[3] / "shared" / "data"
 )
 
 _CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -74,7 +74,7 @@ class ImageDataset:
     Examples
     --------
     >>> import numpy as np
-    >>> from sklcc.datasets import ImageDataset
+    >>> from sklcc.images.datasets import ImageDataset
     >>> data = ImageDataset(np.zeros((2, 4, 4, 3), np.uint8), np.array([0, 1]), ["a", "b"])
     >>> len(data), data.labels.dtype
     (2, dtype('int64'))
@@ -138,7 +138,7 @@ def default_cache_dir() -> Path:
 
     Examples
     --------
-    >>> from sklcc.datasets import default_cache_dir
+    >>> from sklcc.images.datasets import default_cache_dir
     >>> default_cache_dir()  # doctest: +SKIP
     PosixPath('/home/me/.cache/sklcc')
 
@@ -181,7 +181,7 @@ def load_dataset(name: str, data_dir: PathLike | None = None, **kwargs: Any) -> 
 
     Examples
     --------
-    >>> from sklcc.datasets import load_dataset
+    >>> from sklcc.images.datasets import load_dataset
     >>> train, test = load_dataset("digits")
     >>> train.images.shape[1:], len(train.classes)
     ((8, 8, 3), 10)
@@ -263,7 +263,7 @@ def load_cifar10(
 
     Examples
     --------
-    >>> from sklcc.datasets import load_cifar10
+    >>> from sklcc.images.datasets import load_cifar10
     >>> train, test = load_cifar10()  # doctest: +SKIP
     >>> train.images.shape, test.classes[:2]  # doctest: +SKIP
     ((50000, 32, 32, 3), ['airplane', 'automobile'])
@@ -334,7 +334,7 @@ def load_cifar100(
 
     Examples
     --------
-    >>> from sklcc.datasets import load_cifar100
+    >>> from sklcc.images.datasets import load_cifar100
     >>> train, test = load_cifar100("~/data")  # doctest: +SKIP
     >>> len(train.classes)  # doctest: +SKIP
     100
@@ -399,7 +399,7 @@ def load_imagefolder(path: PathLike, *, image_size: int | None = None) -> TrainT
 
     Examples
     --------
-    >>> from sklcc.datasets import load_imagefolder
+    >>> from sklcc.images.datasets import load_imagefolder
     >>> train, test = load_imagefolder("~/data/flowers", image_size=64)  # doctest: +SKIP
 
     """
@@ -435,7 +435,7 @@ def load_digits_images(*, test_size: float = 0.25, random_state: int = 0) -> Tra
 
     Examples
     --------
-    >>> from sklcc.datasets import load_digits_images
+    >>> from sklcc.images.datasets import load_digits_images
     >>> train, test = load_digits_images()
     >>> len(train), len(test), int(train.images.max())
     (1347, 450, 255)

