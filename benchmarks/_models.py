@@ -21,7 +21,7 @@ from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback
 from torch import nn
 
-from sklcc.backbones import load_backbone, split_backbone
+from sklcc.images.backbones import load_backbone, split_backbone
 from sklcc.latents import LatentRecorder, resolve_latent_layers
 from sklcc.seeding import torch_seed
 
@@ -106,7 +106,7 @@ class MLPHead(nn.Module):
 class ImagePreprocess(nn.Module):
     """``(N, H, W, 3)`` pixels in 0..255 to standardised ``(N, 3, R, R)`` tensors.
 
-    Resizing matches :class:`sklcc.embedding.ImageEmbedder` (bilinear, antialiased).
+    Resizing matches :class:`sklcc.images.embedding.ImageEmbedder` (bilinear, antialiased).
 
     Parameters
     ----------
@@ -155,7 +155,7 @@ class FineTuneNet(nn.Module):
         backbone's last ``N`` blocks; those blocks and the head train.
         ``"full"``: the input is ``(N, H, W, 3)`` images; every layer trains.
     backbone : str, default="efficientnet_lite0"
-        Name for :func:`sklcc.backbones.load_backbone` (regimes other than ``"head"``).
+        Name for :func:`sklcc.images.backbones.load_backbone` (regimes other than ``"head"``).
     resolution : int, default=128
         Image side length the backbone sees.
     pretrained : bool, default=True

@@ -72,8 +72,8 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 from tqdm.auto import tqdm
 
 from sklcc import LCCClassifier
-from sklcc.datasets import default_cache_dir, load_dataset
-from sklcc.embedding import ImageEmbedder
+from sklcc.images.datasets import default_cache_dir, load_dataset
+from sklcc.images.embedding import ImageEmbedder
 
 BASE_METHODS = ("ce", "lcc", "center", "lcc-tuned", "ce-tuned")
 DEFAULT_METHODS = ("ce", "lcc", "center", "lcc-tuned")
@@ -121,7 +121,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--data-dir", default=None,
                    help="where the dataset files are (default: the loader's own search)")
     g.add_argument("--cache-dir", default=None,
-                   help="embedding cache (default: sklcc.datasets.default_cache_dir())")
+                   help="embedding cache (default: sklcc.images.datasets.default_cache_dir())")
     g.add_argument("--backbone", default="efficientnet_lite0",
                    help="efficientnet_lite0 (offline weights) or torchvision:<name>")
     g.add_argument("--random-weights", action="store_true",

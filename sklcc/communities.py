@@ -2,7 +2,7 @@
 
 Communities are found with :func:`networkx.community.louvain_communities`, seeded.
 Any networkx dispatch backend that implements Louvain (for example ``cugraph`` on a
-GPU machine) can be named with ``backend``.
+GPU machine) can be named with ``louvain_backend``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ __all__ = ["louvain_labels", "modularity"]
 
 
 def louvain_labels(
-    edges: np.ndarray, n_nodes: int, *, resolution: float = 1.0, random_state: int = 0,
-    backend: str | None = None,
+    edges: np.ndarray, n_nodes: int, *, louvain_resolution: float = 1.0, random_state: int = 0,
+    louvain_backend: str | None = None,
 ) -> np.ndarray:
     """Label each node with its Louvain community.
 
@@ -25,11 +25,11 @@ def louvain_labels(
         Undirected edges between node ids ``0..n_nodes-1``.
     n_nodes : int
         Number of nodes; nodes without an edge form communities of their own.
-    resolution : float, default=1.0
+    louvain_resolution : float, default=1.0
         Louvain resolution (``gamma``); higher values give more, smaller communities.
     random_state : int, default=0
         Seed of the Louvain node order.
-    backend : str, optional
+    louvain_backend : str, optional
         networkx dispatch backend; None uses networkx's own implementation.
 
     Returns
@@ -48,9 +48,9 @@ def louvain_labels(
     graph = nx.Graph()
     graph.add_nodes_from(range(n_nodes))
     graph.add_edges_from(np.asarray(edges, dtype=np.int64).tolist())
-    kwargs = {} if backend is None else {"backend": backend}
+    kwargs = {} if louvain_backend is None else {"backend": louvain_backend}
     communities = nx.community.louvain_communities(
-        graph, resolution=resolution, seed=int(random_state), **kwargs
+        graph, resolution=louvain_resolution, seed=int(random_state), **kwargs
     )
     communities = sorted((sorted(c) for c in communities), key=lambda c: (-len(c), c[0]))
     labels = np.empty(n_nodes, dtype=np.int64)
@@ -59,10 +59,12 @@ def louvain_labels(
     return labels
 
 
-def modularity(edges: np.ndarray, labels: np.ndarray, *, resolution: float = 1.0) -> float:
+def modularity(
+    edges: np.ndarray, labels: np.ndarray, *, louvain_resolution: float = 1.0
+) -> float:
     """Newman modularity of a partition of an unweighted, undirected graph.
 
-    ``Q = sum_c [ L_c / m - resolution * (D_c / 2m)^2 ]`` where ``L_c`` is the number
+    ``Q = sum_c [ L_c / m - louvain_resolution * (D_c / 2m)^2 ]`` where ``L_c`` is the number
     of edges inside community ``c``, ``D_c`` the sum of its degrees and ``m`` the
     number of edges; equal to :func:`networkx.community.modularity`.
 
@@ -72,7 +74,7 @@ def modularity(edges: np.ndarray, labels: np.ndarray, *, resolution: float = 1.0
         Each undirected edge once.
     labels : ndarray of shape (n_nodes,)
         Community of each node, non-negative integers.
-    resolution : float, default=1.0
+    louvain_resolution : float, default=1.0
         Resolution used in the null-model term.
 
     Returns
@@ -90,4 +92,4 @@ def modularity(edges: np.ndarray, labels: np.ndarray, *, resolution: float = 1.0
     a, b = labels[edges[:, 0]], labels[edges[:, 1]]
     inside = np.bincount(a[a == b], minlength=n_comm)
     degree_sum = np.bincount(a, minlength=n_comm) + np.bincount(b, minlength=n_comm)
-    return float(np.sum(inside / m - resolution * (degree_sum / (2.0 * m)) ** 2))
+    return float(np.sum(inside / m - louvain_resolution * (degree_sum / (2.0 * m)) ** 2))

@@ -1,6 +1,6 @@
 """Representatives of each cluster and the per-class index of targets (step 6).
 
-Up to ``n_per_cluster`` correctly clustered samples of every cluster are drawn at
+Up to ``n_representatives`` correctly clustered samples of every cluster are drawn at
 random, without replacement, from the estimator's seeded generator. Their latents,
 frozen at refresh time, are the targets of the owning class: during the epoch a
 misclustered sample is pulled towards the nearest representative of its own class,
@@ -17,10 +17,10 @@ __all__ = ["select_representatives", "RepresentativeIndex"]
 
 
 def select_representatives(
-    labels: np.ndarray, correct: np.ndarray, n_per_cluster: int | None,
+    labels: np.ndarray, correct: np.ndarray, n_representatives: int | None,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """Draw up to ``n_per_cluster`` correctly clustered samples from each cluster.
+    """Draw up to ``n_representatives`` correctly clustered samples from each cluster.
 
     Parameters
     ----------
@@ -28,25 +28,25 @@ def select_representatives(
         Cluster of each sample.
     correct : ndarray of shape (n_samples,), bool
         Correctly clustered flags.
-    n_per_cluster : int or None
+    n_representatives : int or None
         Representatives per cluster; None keeps every correctly clustered sample.
     rng : numpy.random.Generator
         Source of randomness; draws are without replacement.
 
     Returns
     -------
-    indices : ndarray of shape (n_representatives,), int64
+    indices : ndarray of shape (n_chosen,), int64
         Sample indices of the representatives, sorted. A cluster without a correctly
         clustered sample contributes none.
 
     """
     candidates = np.flatnonzero(correct)
-    if n_per_cluster is None:
+    if n_representatives is None:
         return candidates
     by_cluster = candidates[np.argsort(labels[candidates], kind="stable")]
     groups = np.split(by_cluster, np.flatnonzero(np.diff(labels[by_cluster])) + 1)
     chosen = [
-        g if len(g) <= n_per_cluster else rng.choice(g, n_per_cluster, replace=False)
+        g if len(g) <= n_representatives else rng.choice(g, n_representatives, replace=False)
         for g in groups if len(g)
     ]
     if not chosen:
@@ -68,9 +68,9 @@ class RepresentativeIndex:
 
     Parameters
     ----------
-    latents : ndarray of shape (n_representatives, n_features)
+    latents : ndarray of shape (n_chosen, n_features)
         Latents of the representatives, frozen at refresh time.
-    classes : ndarray of shape (n_representatives,)
+    classes : ndarray of shape (n_chosen,)
         Class of each representative (the owner of its cluster, equal to its label).
     random_state : int, default=0
         Seed of the hnswlib index construction.

@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from sklcc.communities import louvain_labels, modularity
-from sklcc.graph import knn_graph
+from sklcc.neighbors import knn_graph
 from sklcc.loss import lcc_loss
 from sklcc.matching import correctly_clustered, match_clusters
 from sklcc.refresh import cluster_latents, refresh_clusters

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import sklcc.datasets as datasets
-from sklcc.datasets import (
+import sklcc.images.datasets as datasets
+from sklcc.images.datasets import (
     CIFAR10_JPEG_SHA256,
     ImageDataset,
     default_cache_dir,

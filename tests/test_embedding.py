@@ -12,9 +12,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sklcc.backbones import Backbone, load_backbone, split_backbone
-from sklcc.datasets import load_digits_images
-from sklcc.embedding import ImageEmbedder
+from sklcc.images.backbones import Backbone, load_backbone, split_backbone
+from sklcc.images.datasets import load_digits_images
+from sklcc.images.embedding import ImageEmbedder
 
 RES = 64  # small resolution keeps every forward pass cheap
 
