@@ -1,4 +1,4 @@
-"""skorch callback that runs the LCC refresh between epochs."""
+"""``LatentClusterRefresh``: the skorch callback that runs the LCC refresh between epochs."""
 
 from __future__ import annotations
 
@@ -8,26 +8,41 @@ import numpy as np
 from skorch.callbacks import Callback
 from threadpoolctl import threadpool_limits
 
+from .diagnostics import STAT_KEYS, history_key
 from .refresh import refresh_clusters
 
-__all__ = ["LatentClusterRefresh"]
+__all__ = ["REFRESH_PARAMS", "LatentClusterRefresh"]
 
-#: Diagnostics written to ``net.history`` at every refresh (prefixed ``lcc_``).
-STAT_KEYS = ("n_clusters", "modularity", "misclustered", "uncovered_classes",
-             "largest_cluster", "no_target", "n_representatives")
-#: Seconds of each refresh step, written as ``lcc_<step>``.
-TIMING_KEYS = ("latents_s", "graph_s", "communities_s", "assign_s", "index_s")
+#: The net's parameters passed, under the same names, to
+#: :func:`~sklcc.refresh.refresh_clusters`.
+REFRESH_PARAMS = ("n_neighbors", "louvain_resolution", "n_representatives",
+                  "cluster_sample_size", "cluster_n_components", "louvain_backend")
 
 
 class LatentClusterRefresh(Callback):
-    """Recompute latent clusters, flags and representatives at the start of an epoch.
+    """Recompute latent clusters, flags and targets at the start of due epochs.
 
     Runs at epoch ``e`` (0-based) when ``e >= net.lcc_warmup`` and
     ``(e - net.lcc_warmup) % net.lcc_interval == 0``, on the training split only,
     and stores one :class:`~sklcc.refresh.ClusterState` per latent layer in
-    ``net.lcc_states_``. Diagnostics go to ``net.history`` as ``lcc_<stat>``
-    (averaged over layers when there are several) and ``lcc_refresh_s``. It sits
-    after skorch's epoch timer, so the epoch's ``dur`` includes the refresh.
+    ``net.lcc_states_``. It sits after skorch's epoch timer, so the epoch's ``dur``
+    includes the refresh.
+
+    What it needs from the net, all public, so any skorch net that provides these
+    can use it (:class:`~sklcc.LCCClassifier` does):
+
+    - ``lcc_warmup`` and ``lcc_interval``, the schedule;
+    - the parameters named in :data:`REFRESH_PARAMS`, passed by name to
+      :func:`~sklcc.refresh.refresh_clusters`;
+    - ``lcc_rng_``, the seeded ``numpy.random.Generator`` of the clustering;
+    - ``training_latents(dataset)``, returning ``({layer: Z}, y)`` in dataset order;
+    - ``fit_state_.blas_threads`` (:class:`~sklcc.penalty.FitState`), the BLAS threads
+      the refresh may use;
+    - ``classes_`` where the net knows its classes.
+
+    It writes ``net.lcc_states_`` and, to ``net.history``, the keys of
+    :mod:`~sklcc.diagnostics` (averaged over layers when there are several; the step
+    timings summed).
     """
 
     def on_epoch_begin(self, net, dataset_train=None, **kwargs):
@@ -38,33 +53,26 @@ class LatentClusterRefresh(Callback):
         start = time.perf_counter()
         latents, y = net.training_latents(dataset_train)
         latents_s = time.perf_counter() - start
-        known = net._known_classes()
+        known = getattr(net, "classes_", None)
         n_classes = max(0 if known is None else len(known), int(y.max()) + 1)
+        params = {name: getattr(net, name) for name in REFRESH_PARAMS}
         states = {}
-        # fit_loop keeps numpy's BLAS single-threaded for the batches; the refresh
+        # The fit keeps numpy's BLAS single-threaded for the batches; the refresh
         # (PCA) may use every thread it had.
-        with threadpool_limits(limits=getattr(net, "_blas_threads", None), user_api="blas"):
+        with threadpool_limits(limits=net.fit_state_.blas_threads, user_api="blas"):
             for layer, Z in latents.items():
-                states[layer] = self._refresh_layer(net, layer, Z, y, n_classes, epoch)
+                if not np.isfinite(Z).all():
+                    raise ValueError(
+                        f"the latents of layer {layer!r} contain NaN or inf at epoch "
+                        f"{epoch}: training diverged; lower lr or lcc_weight."
+                    )
+                states[layer] = refresh_clusters(Z, y, n_classes, random_state=net.lcc_rng_,
+                                                 **params)
         net.lcc_states_ = states
+        record = net.history.record
         for key in STAT_KEYS:
-            mean = float(np.mean([s.stats[key] for s in states.values()]))
-            net.history.record(f"lcc_{key}", mean)
-        net.history.record("lcc_latents_s", latents_s)
-        for key in TIMING_KEYS[1:]:
-            net.history.record(f"lcc_{key}", sum(s.timings[key] for s in states.values()))
-        net.history.record("lcc_refresh_s", time.perf_counter() - start)
-
-    @staticmethod
-    def _refresh_layer(net, layer, Z, y, n_classes, epoch):
-        if not np.isfinite(Z).all():
-            raise ValueError(
-                f"the latents of layer {layer!r} contain NaN or inf at epoch {epoch}: "
-                "training diverged; lower lr or lcc_weight."
-            )
-        return refresh_clusters(
-            Z, y, n_classes, n_neighbors=net.n_neighbors,
-            resolution=net.louvain_resolution, n_representatives=net.n_representatives,
-            max_samples=net.cluster_sample_size, n_components=net.cluster_n_components,
-            random_state=net.lcc_rng_, backend=net.louvain_backend,
-        )
+            record(history_key(key), float(np.mean([s.stats[key] for s in states.values()])))
+        record(history_key("latents_s"), latents_s)
+        for key in ("graph_s", "communities_s", "assign_s", "index_s"):
+            record(history_key(key), sum(s.timings[key] for s in states.values()))
+        record(history_key("refresh_s"), time.perf_counter() - start)

@@ -7,12 +7,16 @@ instead, which is how the default, the input of the last ``nn.Linear``, is writt
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
+from skorch.dataset import Dataset as SkorchDataset
+from skorch.dataset import unpack_data
+from skorch.utils import to_numpy
 from torch import nn
 
-__all__ = ["LatentRecorder", "default_latent_layer", "resolve_latent_layers"]
+__all__ = ["LatentRecorder", "collect_latents", "default_latent_layer", "resolve_latent_layers"]
 
 
 def default_latent_layer(module: nn.Module) -> str:
@@ -154,3 +158,75 @@ class LatentRecorder:
             self._store(layer, args)
 
         return hook
+
+
+def collect_latents(net, dataset, recorder: LatentRecorder) -> tuple[dict[str, np.ndarray],
+                                                                      np.ndarray]:
+    """Latents and labels of every sample of ``dataset``, in dataset order.
+
+    Runs the net's evaluation step (eval mode, no gradient) over the dataset with
+    the recorder's hooks attached; only the latents are moved to the CPU. The torch
+    random state is left as it was, so collecting does not change training.
+
+    Parameters
+    ----------
+    net : skorch NeuralNet
+        An initialised net whose module the recorder hooks.
+    dataset : torch Dataset
+        Usually the training split.
+    recorder : LatentRecorder
+        Entered recorder on ``net.module_``.
+
+    Returns
+    -------
+    latents : dict of str to ndarray of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,), int64
+
+    """
+    chunks: dict[str, list] = {layer: [] for layer in recorder.layers}
+    labels = []
+    batches = _array_batches(net, dataset)
+    if batches is None:
+        batches = (unpack_data(b) for b in net.get_iterator(dataset, training=False))
+    with torch.random.fork_rng(devices=[]):
+        for Xi, yi in batches:
+            net.evaluation_step((Xi, yi), training=False)
+            for layer in recorder.layers:
+                chunks[layer].append(recorder.outputs[layer].detach().float().cpu())
+            labels.append(to_numpy(yi).reshape(-1))
+    latents = {layer: torch.cat(c).numpy() for layer, c in chunks.items()}
+    return latents, np.concatenate(labels).astype(np.int64)
+
+
+def _array_batches(net, dataset) -> Iterator | None:
+    """Slice the validation iterator's batches straight from the arrays.
+
+    For the common case, a plain skorch ``Dataset`` over an array or tensor (or
+    skorch's validation-split ``Subset`` of one) read by the default ``DataLoader``,
+    slicing gives the same batches without fetching and collating every sample on
+    its own (half the latent pass for an MLP head). Anything else returns None and
+    goes through ``net.get_iterator``.
+    """
+    base, positions = dataset, None
+    if isinstance(dataset, torch.utils.data.Subset):
+        base, positions = dataset.dataset, np.asarray(dataset.indices)
+    kwargs = net.get_params_for("iterator_valid")
+    if (
+        type(base) is not SkorchDataset
+        or net.iterator_valid is not torch.utils.data.DataLoader
+        or set(kwargs) - {"batch_size", "num_workers", "pin_memory"}
+        or not all(isinstance(a, (np.ndarray, torch.Tensor)) for a in (base.X, base.y))
+        or len(base.X) != len(base.y)
+    ):
+        return None
+    n = len(dataset)
+    size = kwargs.get("batch_size", net.batch_size)
+    size = n if size == -1 else size
+
+    def batches():
+        for start in range(0, n, size):
+            rows = slice(start, start + size) if positions is None else (
+                positions[start:start + size])
+            yield torch.as_tensor(base.X[rows]), torch.as_tensor(base.y[rows])
+
+    return batches()

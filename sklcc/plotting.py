@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from os import PathLike
 
+from .diagnostics import history_key
+
 __all__ = ["plot_lcc_history"]
 
 _PANELS = (
-    ("lcc_misclustered", "misclustered fraction"),
-    ("lcc_largest_cluster", "largest cluster share"),
-    ("lcc_n_clusters", "clusters"),
-    ("lcc_uncovered_classes", "classes owning no cluster"),
+    (history_key("misclustered"), "misclustered fraction"),
+    (history_key("largest_cluster"), "largest cluster share"),
+    (history_key("n_clusters"), "clusters"),
+    (history_key("uncovered_classes"), "classes owning no cluster"),
 )
 
 
@@ -43,7 +45,7 @@ def plot_lcc_history(net, path: str | PathLike | None = None):
     import matplotlib.pyplot as plt
 
     history = getattr(net, "history", net)
-    rows = [row for row in history if "lcc_n_clusters" in row]
+    rows = [row for row in history if history_key("n_clusters") in row]
     if not rows:
         raise ValueError(
             "the history holds no refresh yet (lcc_warmup may exceed the epochs trained); "

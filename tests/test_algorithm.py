@@ -8,11 +8,12 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
+from sklcc.clustering import cluster_latents
 from sklcc.communities import louvain_labels, modularity
-from sklcc.neighbors import knn_graph
 from sklcc.loss import lcc_loss
 from sklcc.matching import correctly_clustered, match_clusters
-from sklcc.refresh import cluster_latents, refresh_clusters
+from sklcc.neighbors import knn_graph
+from sklcc.refresh import refresh_clusters
 from sklcc.representatives import RepresentativeIndex, select_representatives
 
 # ---------------------------------------------------------------- graph
@@ -77,12 +78,12 @@ def test_louvain_recovers_planted_partition():
 
 def test_louvain_is_seeded_and_resolution_splits():
     edges, truth, _ = planted_partition(n_blocks=2, size=40, p_in=0.3, p_out=0.01)
-    a = louvain_labels(edges, 80, resolution=1.0, random_state=3)
-    b = louvain_labels(edges, 80, resolution=1.0, random_state=3)
+    a = louvain_labels(edges, 80, louvain_resolution=1.0, random_state=3)
+    b = louvain_labels(edges, 80, louvain_resolution=1.0, random_state=3)
     assert (a == b).all()
-    fine = louvain_labels(edges, 80, resolution=20.0, random_state=3)
+    fine = louvain_labels(edges, 80, louvain_resolution=20.0, random_state=3)
     assert fine.max() > a.max()
-    coarse = louvain_labels(edges, 80, resolution=1e-6, random_state=3)
+    coarse = louvain_labels(edges, 80, louvain_resolution=1e-6, random_state=3)
     assert coarse.max() == 0  # one community
 
 
@@ -91,9 +92,9 @@ def test_louvain_dispatches_to_a_named_backend():
     # networkx's dispatch machinery and must give the default result.
     edges, _, _ = planted_partition(n_blocks=3, size=30, p_in=0.3, p_out=0.01)
     default = louvain_labels(edges, 90, random_state=5)
-    assert (louvain_labels(edges, 90, random_state=5, backend="networkx") == default).all()
+    assert (louvain_labels(edges, 90, random_state=5, louvain_backend="networkx") == default).all()
     with pytest.raises(ImportError, match="not installed"):
-        louvain_labels(edges, 90, backend="no-such-backend")
+        louvain_labels(edges, 90, louvain_backend="no-such-backend")
 
 
 def test_louvain_keeps_isolated_nodes():
@@ -107,7 +108,7 @@ def test_modularity_equals_networkx(resolution):
     labels = louvain_labels(edges, len(truth), random_state=1)
     communities = [set(np.flatnonzero(labels == c)) for c in range(labels.max() + 1)]
     expected = nx.community.modularity(graph, communities, resolution=resolution)
-    assert modularity(edges, labels, resolution=resolution) == pytest.approx(expected)
+    assert modularity(edges, labels, louvain_resolution=resolution) == pytest.approx(expected)
 
 
 def test_modularity_of_empty_graph_is_zero():
@@ -124,7 +125,15 @@ def test_matching_majority_with_ties_to_smallest_class():
     owner = match_clusters(labels, y, 4)
     assert owner.tolist() == [2, 1, 0]
     assert correctly_clustered(labels, y, owner).tolist() == [
-        True, True, False, False, True, True, True, False, False
+        True,
+        True,
+        False,
+        False,
+        True,
+        True,
+        True,
+        False,
+        False,
     ]
 
 
@@ -269,16 +278,16 @@ def test_refresh_reports_uncovered_classes_and_missing_targets():
 
 def test_refresh_is_deterministic():
     Z, y = blobs(n_per=200)
-    a = refresh_clusters(Z, y, 4, max_samples=300, random_state=5)
-    b = refresh_clusters(Z, y, 4, max_samples=300, random_state=5)
+    a = refresh_clusters(Z, y, 4, cluster_sample_size=300, random_state=5)
+    b = refresh_clusters(Z, y, 4, cluster_sample_size=300, random_state=5)
     assert (a.labels == b.labels).all()
     assert (a.representatives.latents == b.representatives.latents).all()
 
 
 def test_subsampled_clustering_agrees_with_full():
     Z, y = blobs(n_per=500, n_classes=6, d=8)
-    full, _ = cluster_latents(Z, max_samples=None, random_state=0)
-    sub, _ = cluster_latents(Z, max_samples=600, random_state=0)
+    full, _ = cluster_latents(Z, cluster_sample_size=None, random_state=0)
+    sub, _ = cluster_latents(Z, cluster_sample_size=600, random_state=0)
     assert adjusted_rand_score(full, sub) > 0.95
     assert adjusted_rand_score(y, sub) > 0.95
 
@@ -288,8 +297,9 @@ def test_samples_outside_the_subsample_take_their_nearest_subsampled_neighbours_
     # the cluster of the exact nearest subsampled neighbour (in the unprojected latents).
     Z, _ = blobs(n_per=150, n_classes=5, d=6, seed=3)
     timings = {}
-    labels, _ = cluster_latents(Z, max_samples=200, n_components=None, random_state=4,
-                                timings=timings)
+    labels, _ = cluster_latents(
+        Z, cluster_sample_size=200, cluster_n_components=None, random_state=4, timings=timings
+    )
     sample = np.sort(np.random.default_rng(4).choice(len(Z), 200, replace=False))
     rest = np.setdiff1d(np.arange(len(Z)), sample)
     d2 = ((Z[rest, None, :] - Z[None, sample, :]) ** 2).sum(-1)
@@ -303,8 +313,10 @@ def test_projected_clustering_agrees_and_keeps_full_targets():
     y = y.copy()
     planted = np.array([4, 333, 900])
     y[planted] = (y[planted] + 1) % 5
-    whole = refresh_clusters(Z, y, 5, max_samples=500, random_state=0)
-    projected = refresh_clusters(Z, y, 5, max_samples=500, n_components=4, random_state=0)
+    whole = refresh_clusters(Z, y, 5, cluster_sample_size=500, random_state=0)
+    projected = refresh_clusters(
+        Z, y, 5, cluster_sample_size=500, cluster_n_components=4, random_state=0
+    )
     assert adjusted_rand_score(whole.labels, projected.labels) > 0.95
     assert np.flatnonzero(projected.misclustered).tolist() == planted.tolist()
     assert projected.representatives.latents.shape[1] == 32  # targets in the latent space
@@ -313,7 +325,7 @@ def test_projected_clustering_agrees_and_keeps_full_targets():
 def test_refresh_handles_identical_latents():
     Z = np.zeros((50, 4), dtype=np.float32)
     y = np.arange(50) % 2
-    state = refresh_clusters(Z, y, 2, n_neighbors=5, resolution=1e-6, random_state=0)
+    state = refresh_clusters(Z, y, 2, n_neighbors=5, louvain_resolution=1e-6, random_state=0)
     assert state.stats["n_clusters"] == 1
     assert state.stats["largest_cluster"] == 1.0
     assert state.stats["uncovered_classes"] == 1

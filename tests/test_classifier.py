@@ -14,7 +14,9 @@ from skorch import NeuralNetClassifier
 from skorch.dataset import ValidSplit
 
 from sklcc import LCCClassifier
+from sklcc import latents
 from sklcc.latents import LatentRecorder
+from sklcc.validation import encode_labels
 
 
 class MLP(torch.nn.Module):
@@ -75,7 +77,7 @@ class SpyLCC(LCCClassifier):
     def get_loss(self, y_pred, y_true, X=None, training=False):
         if training and self.lcc_states_:
             state = self.lcc_states_["embed"]
-            flagged = state.misclustered[self._batch_index.numpy()]
+            flagged = state.misclustered[self.fit_state_.batch_index.numpy()]
             self.seen_ids.extend(X[:, 2].long().tolist())
             self.flagged_ids.extend(X[flagged, 2].long().tolist())
         return super().get_loss(y_pred, y_true, X=X, training=training)
@@ -138,7 +140,7 @@ def test_history_records_losses_and_refresh_diagnostics(digits):
 def test_valid_loss_is_plain_cross_entropy(digits):
     X, y = digits
     net = small(lcc_weight=1.0, train_split=ValidSplit(5, stratified=True)).fit(X, y)
-    ds_train, ds_valid = net.get_split_datasets(X, net._encode_y(X, y))
+    ds_train, ds_valid = net.get_split_datasets(X, encode_labels(X, y, None)[1])
     Xv = np.stack([ds_valid[i][0] for i in range(len(ds_valid))])
     yv = np.array([ds_valid[i][1] for i in range(len(ds_valid))])
     proba = net.predict_proba(Xv)
@@ -443,13 +445,13 @@ def test_sliced_latents_equal_the_iterator_path(digits, split, monkeypatch):
     # the latents and labels must be the ones skorch's own iterator gives.
     X, y = digits
     net = small(max_epochs=1, lcc_warmup=5, train_split=split, batch_size=50).fit(X, y)
-    train, _ = net.get_split_datasets(X, net._encode_y(X, y))
-    assert net._array_batches(train) is not None
+    _, codes = encode_labels(X, y, None)
+    train, _ = net.get_split_datasets(X, codes)
+    assert latents._array_batches(net, train) is not None
     with LatentRecorder(net.module_, net.lcc_layers_) as recorder:
-        net._recorder = recorder
-        fast, fast_y = net.training_latents(train)
-        monkeypatch.setattr(LCCClassifier, "_array_batches", lambda self, dataset: None)
-        slow, slow_y = net.training_latents(train)
+        fast, fast_y = latents.collect_latents(net, train, recorder)
+        monkeypatch.setattr(latents, "_array_batches", lambda net, dataset: None)
+        slow, slow_y = latents.collect_latents(net, train, recorder)
     assert np.array_equal(fast_y, slow_y) and len(fast_y) == len(train)
     for layer in net.lcc_layers_:
         assert np.array_equal(fast[layer], slow[layer])
@@ -458,8 +460,8 @@ def test_sliced_latents_equal_the_iterator_path(digits, split, monkeypatch):
 def test_sliced_latents_are_not_used_for_custom_datasets_or_loaders(digits):
     X, y = digits
     net = small(max_epochs=1).fit(X, y)
-    assert net._array_batches(net.get_dataset(X, y)) is not None
-    assert net._array_batches(PairDataset(X, y)) is None
+    assert latents._array_batches(net, net.get_dataset(X, y)) is not None
+    assert latents._array_batches(net, PairDataset(X, y)) is None
     custom = small(max_epochs=1, iterator_valid__collate_fn=torch.utils.data.default_collate)
     custom.fit(X, y)
-    assert custom._array_batches(custom.get_dataset(X, y)) is None
+    assert latents._array_batches(custom, custom.get_dataset(X, y)) is None

@@ -16,7 +16,7 @@ from sklcc.images.backbones import Backbone, load_backbone, split_backbone
 from sklcc.images.datasets import load_digits_images
 from sklcc.images.embedding import ImageEmbedder
 
-RES = 64  # small resolution keeps every forward pass cheap
+RES = 64  # small image_size keeps every forward pass cheap
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def images():
 
 @pytest.fixture(scope="module")
 def pooled(images):
-    embedder = ImageEmbedder(resolution=RES, batch_size=3).fit(images)
+    embedder = ImageEmbedder(image_size=RES, batch_size=3).fit(images)
     return embedder, embedder.transform(images)
 
 
@@ -56,7 +56,7 @@ def test_lite0_backbone_matches_upstream_model(backbone):
 
 @pytest.mark.parametrize("n_blocks", [0, 1, 7, 16])
 def test_split_backbone_composes_to_the_whole(backbone, n_blocks):
-    prefix, tail = split_backbone(backbone, n_blocks, resolution=32)
+    prefix, tail = split_backbone(backbone, n_blocks, image_size=32)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         activations = prefix(x)
@@ -76,7 +76,7 @@ def test_split_backbone_rejects_bad_block_counts(backbone, n_blocks):
 def test_torchvision_backbone_without_weights():
     resnet = load_backbone("torchvision:resnet18", pretrained=False)
     assert isinstance(resnet, Backbone) and resnet.feature_dim == 512 and resnet.n_blocks == 8
-    embedder = ImageEmbedder("torchvision:resnet18", resolution=32, pretrained=False)
+    embedder = ImageEmbedder("torchvision:resnet18", image_size=32, pretrained=False)
     assert embedder.fit_transform(np.zeros((2, 8, 8, 3), np.uint8)).shape == (2, 512)
 
 
@@ -113,10 +113,10 @@ def test_pooled_features_shape_and_determinism(images, pooled):
     assert features.shape == (4, 1280) and features.dtype == np.float32
     assert np.isfinite(features).all() and features.std() > 0
     np.testing.assert_array_equal(embedder.transform(images), features)
-    refit = ImageEmbedder(resolution=RES, batch_size=3).fit_transform(images)
+    refit = ImageEmbedder(image_size=RES, batch_size=3).fit_transform(images)
     np.testing.assert_array_equal(refit, features)
     # Another batch size changes the arithmetic's order, so only float rounding may differ.
-    other_batches = ImageEmbedder(resolution=RES, batch_size=256).fit_transform(images)
+    other_batches = ImageEmbedder(image_size=RES, batch_size=256).fit_transform(images)
     np.testing.assert_allclose(other_batches, features, atol=1e-4, rtol=1e-4)
 
 
@@ -129,18 +129,18 @@ def test_preprocessing_is_resize_then_lite0_normalisation(images, pooled, backbo
 
 
 def test_blocks_output_feeds_the_tail(images, pooled, backbone):
-    embedder = ImageEmbedder(resolution=RES, output="blocks:2").fit(images)
+    embedder = ImageEmbedder(image_size=RES, output="blocks:2").fit(images)
     activations = embedder.transform(images)
     assert embedder.output_shape_ == (192, 2, 2)
     assert activations.shape == (4, 192 * 2 * 2) and activations.dtype == np.float32
-    _, tail = split_backbone(backbone, 2, resolution=RES)
+    _, tail = split_backbone(backbone, 2, image_size=RES)
     with torch.no_grad():
         features = tail(torch.from_numpy(activations)).numpy()
     np.testing.assert_allclose(features, pooled[1], atol=1e-4, rtol=1e-4)
 
 
 def test_cache_hit_skips_the_network(images, tmp_path, monkeypatch):
-    embedder = ImageEmbedder(resolution=RES, cache_dir=tmp_path).fit(images)
+    embedder = ImageEmbedder(image_size=RES, cache_dir=tmp_path).fit(images)
     path = embedder.cache_file(images)
     assert path.parent == tmp_path / "embeddings" and not path.exists()
     first = embedder.transform(images)
@@ -152,18 +152,18 @@ def test_cache_hit_skips_the_network(images, tmp_path, monkeypatch):
 
     monkeypatch.setattr(ImageEmbedder, "_compute", no_compute)
     np.testing.assert_array_equal(embedder.transform(images), first)
-    fresh = ImageEmbedder(resolution=RES, cache_dir=tmp_path).fit(images)
+    fresh = ImageEmbedder(image_size=RES, cache_dir=tmp_path).fit(images)
     np.testing.assert_array_equal(fresh.transform(images), first)
     assert path.stat().st_mtime_ns == mtime
     assert list((tmp_path / "embeddings").iterdir()) == [path]
 
 
 def test_cache_key_depends_on_data_and_settings(images, tmp_path):
-    base = ImageEmbedder(resolution=RES, cache_dir=tmp_path).fit(images)
+    base = ImageEmbedder(image_size=RES, cache_dir=tmp_path).fit(images)
     path = base.cache_file(images)
     others = [
-        ImageEmbedder(resolution=32, cache_dir=tmp_path).fit(images).cache_file(images),
-        ImageEmbedder(resolution=RES, output="blocks:1", cache_dir=tmp_path)
+        ImageEmbedder(image_size=32, cache_dir=tmp_path).fit(images).cache_file(images),
+        ImageEmbedder(image_size=RES, output="blocks:1", cache_dir=tmp_path)
         .fit(images)
         .cache_file(images),
         base.cache_file(images[:3]),
@@ -174,11 +174,11 @@ def test_cache_key_depends_on_data_and_settings(images, tmp_path):
     others.append(base.cache_file(changed))
     assert len({path, *others}) == 1 + len(others)
     assert "efficientnet_lite0-64px-pooled-" in path.name
-    assert ImageEmbedder(resolution=RES).fit(images).cache_file(images) is None
+    assert ImageEmbedder(image_size=RES).fit(images).cache_file(images) is None
 
 
 def test_stale_cache_file_is_recomputed(images, tmp_path, pooled):
-    embedder = ImageEmbedder(resolution=RES, cache_dir=tmp_path).fit(images)
+    embedder = ImageEmbedder(image_size=RES, cache_dir=tmp_path).fit(images)
     path = embedder.cache_file(images)
     path.parent.mkdir(parents=True)
     np.save(path, np.zeros((1, 1), np.float32))
@@ -187,12 +187,12 @@ def test_stale_cache_file_is_recomputed(images, tmp_path, pooled):
 
 
 def test_params_clone_and_feature_names(images, pooled):
-    embedder = ImageEmbedder(backbone="efficientnet_lite0", resolution=96, output="blocks:3")
+    embedder = ImageEmbedder(backbone="efficientnet_lite0", image_size=96, output="blocks:3")
     params = embedder.get_params()
-    assert params["resolution"] == 96 and params["output"] == "blocks:3"
+    assert params["image_size"] == 96 and params["output"] == "blocks:3"
     copy = clone(embedder)
     assert copy.get_params() == params and copy is not embedder
-    assert copy.set_params(resolution=RES).resolution == RES
+    assert copy.set_params(image_size=RES).image_size == RES
     with pytest.raises(NotFittedError):
         embedder.transform(images)
     names = pooled[0].get_feature_names_out()
@@ -211,7 +211,7 @@ def test_pickled_embedder_gives_the_same_features(images, pooled):
         ({"output": "blocks:x"}, "'blocks:N'"),
         ({"output": "blocks:17"}, "'blocks:0' to 'blocks:16'"),
         ({"device": "gpu"}, "device='gpu'"),
-        ({"resolution": 0}, "resolution"),
+        ({"image_size": 0}, "image_size"),
         ({"batch_size": 0}, "batch_size"),
         ({"backbone": "lite0"}, "'lite0'"),
     ],
@@ -244,7 +244,7 @@ def test_read_only_images_give_no_warning(images, pooled):
 
 
 def test_progress_bar(images, capsys):
-    ImageEmbedder(resolution=32, progress=True).fit(images).transform(images)
+    ImageEmbedder(image_size=32, progress=True).fit(images).transform(images)
     assert "4/4" in capsys.readouterr().err
 
 
@@ -252,7 +252,7 @@ def test_pipeline_on_digits():
     train, test = load_digits_images()
     model = Pipeline(
         [
-            ("embed", ImageEmbedder(resolution=48)),
+            ("embed", ImageEmbedder(image_size=48)),
             ("scale", StandardScaler()),
             ("clf", LogisticRegression(C=0.02, max_iter=1000)),
         ]
@@ -280,7 +280,7 @@ def test_pipeline_embedder_then_lcc_classifier_on_digits():
     train, test = load_digits_images()
     model = Pipeline(
         [
-            ("embed", ImageEmbedder(resolution=48)),
+            ("embed", ImageEmbedder(image_size=48)),
             ("scale", StandardScaler()),
             ("clf", LCCClassifier(_Head, lcc_layers=["hidden"], max_epochs=10, lr=0.05,
                                   lcc_warmup=4, lcc_interval=3, random_state=0, verbose=0,

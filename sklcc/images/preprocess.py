@@ -20,7 +20,7 @@ class ImagePreprocess(nn.Module):
 
     Parameters
     ----------
-    resolution : int
+    image_size : int
         Output side length.
     mean, std : sequence of 3 floats
         Per-channel statistics in 0..255 units, from the backbone.
@@ -34,16 +34,16 @@ class ImagePreprocess(nn.Module):
 
     """
 
-    def __init__(self, resolution: int, mean: Sequence[float], std: Sequence[float]):
+    def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
-        self.resolution = int(resolution)
+        self.image_size = int(image_size)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Resize and standardise a batch of channels-last images."""
         x = x.permute(0, 3, 1, 2).float()
-        if x.shape[-2:] != (self.resolution, self.resolution):
-            x = nn.functional.interpolate(x, size=(self.resolution, self.resolution),
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            x = nn.functional.interpolate(x, size=(self.image_size, self.image_size),
                                           mode="bilinear", antialias=True, align_corners=False)
         return (x - self.mean) / self.std

@@ -1,0 +1,112 @@
+"""Clusters of the training latents: subsample, projection, kNN graph, Louvain.
+
+Steps 2 and 3 of the refresh, glued: the latents are optionally projected on their
+principal components and subsampled, the kNN graph of the (sub)sample is built
+(:mod:`~sklcc.neighbors`), Louvain partitions it (:mod:`~sklcc.communities`), and every
+sample outside the subsample takes the cluster of its nearest subsampled neighbour.
+``cluster_sample_size=None`` and ``cluster_n_components=None`` cluster every sample in
+the full latent space, as the published method does.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from sklearn.decomposition import PCA
+
+from .communities import louvain_labels, modularity
+from .neighbors import build_index, knn_graph, nearest_neighbors
+
+__all__ = ["cluster_latents"]
+
+# PCA solver switch: covariance_eigh up to this many latent features.
+_EIGH_MAX_FEATURES = 1000
+# hnswlib search breadth when assigning the non-subsampled samples to their nearest
+# subsampled neighbour: on CIFAR-10 head latents ef=16 picked the same neighbour as
+# ef=32 for 99.9 % of 45,000 samples, in 60 % of the time.
+_ASSIGN_EF = 16
+# Threads of that search: it runs while Louvain holds one core.
+_ASSIGN_THREADS = max(1, (os.cpu_count() or 1) - 1)
+
+
+def cluster_latents(
+    Z: np.ndarray, *, n_neighbors: int = 10, louvain_resolution: float = 1.0,
+    cluster_sample_size: int | None = 5000, cluster_n_components: int | None = 64,
+    random_state: int = 0, louvain_backend: str | None = None, timings: dict | None = None,
+) -> tuple[np.ndarray, float]:
+    """Louvain clusters of the kNN graph of ``Z``, on all samples or a subsample.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_samples, n_features)
+        Latents in dataset order.
+    n_neighbors : int, default=10
+        Neighbours per sample in the graph.
+    louvain_resolution : float, default=1.0
+        Louvain resolution.
+    cluster_sample_size : int or None, default=5000
+        Cluster a seeded subsample of this size and give every other sample the
+        cluster of its nearest subsampled neighbour; None clusters every sample.
+    cluster_n_components : int or None, default=64
+        Project the latents on this many principal components (fitted on the
+        subsample, seeded) before the graph and the assignment; None keeps them whole.
+        Only the clustering sees the projection; targets stay in the latent space.
+    random_state : int, default=0
+        Seed of the subsample, the index and Louvain.
+    louvain_backend : str, optional
+        Louvain engine (see :func:`~sklcc.communities.louvain_labels`).
+    timings : dict, optional
+        Filled with ``graph_s``, ``communities_s`` and ``assign_s``. The assignment
+        search runs in a thread beside Louvain; ``assign_s`` is the time it adds
+        after Louvain has finished.
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,), int64
+        Cluster of each sample, clusters numbered by decreasing size in the graph.
+    modularity : float
+        Modularity of the Louvain partition of the (sub)sample graph.
+
+    """
+    timings = {} if timings is None else timings
+    n = len(Z)
+    rng = np.random.default_rng(random_state)
+    t0 = time.perf_counter()
+    if cluster_sample_size is None or n <= cluster_sample_size:
+        sample = np.arange(n)
+    else:
+        sample = np.sort(rng.choice(n, cluster_sample_size, replace=False))
+    if cluster_n_components is not None and min(cluster_n_components, len(sample)) < Z.shape[1]:
+        # Exact eigendecomposition of the d x d covariance where d is moderate (4x
+        # faster than the randomized solver at 5,000 x 512, and deterministic);
+        # the seeded randomized solver for wide latents.
+        solver = "covariance_eigh" if Z.shape[1] <= _EIGH_MAX_FEATURES else "randomized"
+        pca = PCA(min(cluster_n_components, len(sample)), svd_solver=solver,
+                  random_state=random_state)
+        Z = pca.fit(Z[sample]).transform(Z).astype(np.float32)
+    Zs = Z[sample]
+    index = build_index(Zs, random_state=random_state)
+    edges = knn_graph(Zs, min(n_neighbors, len(sample) - 1), index=index)
+    rest = np.setdiff1d(np.arange(n), sample, assume_unique=True)
+    t1 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The nearest subsampled neighbour of every other sample does not depend on
+        # the communities, and hnswlib releases the GIL: search beside Louvain,
+        # which is pure Python on one core.
+        search = pool.submit(nearest_neighbors, index, Z[rest], 1, ef=_ASSIGN_EF,
+                             n_jobs=_ASSIGN_THREADS)
+        sample_labels = louvain_labels(
+            edges, len(sample), louvain_resolution=louvain_resolution,
+            random_state=random_state, louvain_backend=louvain_backend,
+        )
+        q = modularity(edges, sample_labels, louvain_resolution=louvain_resolution)
+        t2 = time.perf_counter()
+        nearest = search.result()[:, 0]
+    labels = np.empty(n, dtype=np.int64)
+    labels[sample] = sample_labels
+    labels[rest] = sample_labels[nearest]
+    timings.update(graph_s=t1 - t0, communities_s=t2 - t1, assign_s=time.perf_counter() - t2)
+    return labels, q

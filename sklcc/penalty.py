@@ -1,0 +1,353 @@
+"""``LatentPenaltyClassifier``: a skorch classifier trained with a penalty on its latents.
+
+The shared base of :class:`~sklcc.LCCClassifier` and
+:class:`~sklcc.CenterLossClassifier`. It holds everything a classifier with an extra
+loss term on inner activations needs, so the subclasses hold only their term:
+
+- scikit-learn's contract: ``fit`` validates data and labels, any sortable labels are
+  encoded (and ``predict`` maps back), ``n_features_in_``, seeded CPU runs;
+- skorch's contract for ``NeuralNetClassifier`` (``classes``, ``predict_nonlinearity``,
+  callbacks, ``partial_fit``, ``warm_start``, pickling) kept exact;
+- forward hooks on the named latent modules for the duration of a fit, training
+  batches that carry each sample's position in the training split, and the loss
+  ``criterion + weight * term``, the term logged as ``train_<penalty_name>``;
+- a clear error when the training loss stops being finite.
+
+Used on its own (no penalty), it is a seeded ``NeuralNetClassifier`` with
+scikit-learn's label handling: the benchmarks' cross-entropy baseline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from skorch import NeuralNetClassifier
+from skorch.dataset import unpack_data
+from threadpoolctl import threadpool_limits
+
+from .latents import LatentRecorder
+from .seeding import torch_seed
+from .validation import check_X, encode_labels
+
+__all__ = ["FitState", "LatentPenaltyClassifier"]
+
+
+@dataclass
+class FitState:
+    """Scratch state of one ``fit`` or ``partial_fit``, owned by it and dropped after it.
+
+    Available as ``net.fit_state_`` while the net trains (callbacks may read it), and
+    absent otherwise.
+
+    Attributes
+    ----------
+    recorder : LatentRecorder or None
+        The hooks on the latent modules; ``recorder.outputs`` holds the current
+        batch's latents.
+    batch_index : Tensor or None
+        Positions in the training split of the current training batch's samples.
+    blas_threads : int or None
+        numpy's BLAS thread count before the fit limited it to one thread (work
+        between epochs may use them again).
+    output_checked : bool
+        Whether the module's first training output was checked against the criterion.
+
+    """
+
+    recorder: LatentRecorder | None = None
+    batch_index: torch.Tensor | None = None
+    blas_threads: int | None = None
+    output_checked: bool = False
+
+
+class _IndexedDataset(torch.utils.data.Dataset):
+    """Training-split dataset that also yields each sample's position in it.
+
+    The position is the key of every per-sample quantity (flags, clusters), so a
+    shuffled batch always finds its own samples' entries.
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        Xi, yi = unpack_data(self.dataset[i])
+        return Xi, yi, i
+
+
+class LatentPenaltyClassifier(NeuralNetClassifier):
+    """skorch ``NeuralNetClassifier`` whose training loss may add a term on latents.
+
+    Subclasses override :meth:`penalty_layers` (which modules to hook) and
+    :meth:`penalty_term` (the term of the current batch), and set ``penalty_name``
+    and ``penalty_weight``. The base alone trains with the criterion only.
+
+    Parameters
+    ----------
+    module : torch module class or instance
+        The network, as for skorch. A module *class* whose constructor takes
+        ``n_classes`` receives the number of classes seen in ``fit`` unless
+        ``module__n_classes`` is set (as SciKeras passes ``n_classes_`` to its model
+        builders), so the output layer always fits the data.
+    random_state : int or None, default=None
+        Seeds torch (module initialisation, shuffling, dropout) for the duration of
+        ``fit`` without touching the global generator afterwards; the same seed gives
+        bit-identical CPU runs.
+    **kwargs
+        Every other skorch argument.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        Class labels seen in ``fit`` (or the ``classes`` given); ``predict`` returns
+        these. Absent with ``classes=[]``, as in skorch.
+    n_features_in_ : int or None
+        Number of input columns for 2-D array input.
+    fit_state_ : FitState
+        Exists only while the net trains.
+
+    Notes
+    -----
+    Numeric array inputs are cast to ``float32``. With ``classes=[...]`` or
+    ``classes=[]`` the labels must already be class indices and ``predict`` returns
+    indices, exactly as skorch does. With the default criterion (``NLLLoss``) skorch
+    takes the log of the module's output, so the module must return probabilities
+    (end ``forward`` with a softmax) or the criterion must be
+    ``torch.nn.CrossEntropyLoss`` (raw scores); a module that returns anything else
+    is stopped at its first batch with an error saying so.
+
+    """
+
+    #: Suffix of the per-epoch history key of the term, ``train_<penalty_name>``.
+    penalty_name: str | None = None
+
+    def __init__(self, module, *args, random_state: int | None = None, **kwargs):
+        super().__init__(module, *args, **kwargs)
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ hooks for subclasses
+
+    @property
+    def penalty_weight(self) -> float:
+        """Weight of the term in the training loss (0: no term)."""
+        return 0.0
+
+    def check_penalty_params(self) -> None:
+        """Validate the subclass's parameters at the start of ``fit`` (default: none)."""
+
+    def penalty_layers(self) -> list[str]:
+        """Latent modules to hook during training (names as in ``lcc_layers``)."""
+        return []
+
+    def penalty_term(self, y_true: torch.Tensor) -> torch.Tensor | None:
+        """Return the term of the current training batch, or None for an exact zero.
+
+        The batch's latents are in ``self.fit_state_.recorder.outputs`` and its
+        positions in the training split in ``self.fit_state_.batch_index``.
+        """
+        return None
+
+    # ------------------------------------------------------------------ fit
+
+    @property
+    def classes_(self):
+        """Class labels seen in ``fit`` (or given as ``classes``)."""
+        if "label_classes_" in vars(self):
+            return self.label_classes_
+        return super().classes_
+
+    def _check_callbacks(self) -> None:
+        if self.callbacks == "disable" and self.penalty_weight > 0:
+            raise ValueError(
+                f"callbacks='disable' turns off every callback, including the ones "
+                f"{type(self).__name__}'s term needs; pass callbacks=None (defaults) or a "
+                f"list, or set the term's weight to 0."
+            )
+
+    def fit(self, X, y=None, **fit_params):
+        """Validate the parameters and data, then train as skorch's ``fit`` does.
+
+        Parameters
+        ----------
+        X : array-like, tensor, dict or torch Dataset
+            Training inputs.
+        y : array-like or None
+            Labels; None when ``X`` is a Dataset that yields them.
+        **fit_params : dict
+            Passed to the module's ``forward`` and to ``train_split``.
+
+        Returns
+        -------
+        self
+
+        """
+        self.check_penalty_params()
+        self._check_callbacks()
+        continuing = self.warm_start and self.initialized_
+        known = vars(self).get("label_classes_") if continuing else None
+        X = check_X(X, self, reset=not continuing)
+        label_classes, y = encode_labels(X, y, self.classes, known=known)
+        if not continuing:
+            vars(self).pop("label_classes_", None)
+        if label_classes is not None:
+            self.label_classes_ = label_classes
+        with self._fitting(), torch_seed(self.random_state):
+            return super().fit(X, y, **fit_params)
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        """Train ``max_epochs`` more epochs without re-initialising (fits if unfitted)."""
+        if hasattr(self, "fit_state_"):  # called by fit: the data are already checked
+            return super().partial_fit(X, y, classes=classes, **fit_params)
+        if not self.initialized_:
+            return self.fit(X, y, **fit_params)
+        self.check_penalty_params()
+        self._check_callbacks()
+        X = check_X(X, self, reset=False)
+        _, y = encode_labels(X, y, self.classes, known=vars(self).get("label_classes_"))
+        with self._fitting():
+            return super().partial_fit(X, y, classes=classes, **fit_params)
+
+    @contextlib.contextmanager
+    def _fitting(self):
+        self.fit_state_ = FitState()
+        try:
+            yield
+        finally:
+            del self.fit_state_
+
+    def initialize_module(self):
+        """Build the module; a module class taking ``n_classes`` gets the data's count."""
+        kwargs = self.get_params_for("module")
+        n_classes = self._n_classes()
+        if (
+            n_classes is not None and "n_classes" not in kwargs
+            and isinstance(self.module, type) and _takes(self.module, "n_classes")
+        ):
+            kwargs["n_classes"] = n_classes
+            self.module_ = self.initialized_instance(self.module, kwargs)
+            return self
+        return super().initialize_module()
+
+    def _n_classes(self) -> int | None:
+        if "label_classes_" in vars(self):
+            return len(self.label_classes_)
+        return len(self.classes) if self.classes else None
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        """Train with the latent hooks attached (they are removed afterwards).
+
+        numpy's BLAS runs single-threaded during the epochs: its small products on
+        every training batch (a penalty's target search) would otherwise wake
+        threads that fight torch's for the cores. torch's own threads are not
+        affected; ``fit_state_.blas_threads`` keeps the original count for work
+        between epochs.
+        """
+        if not hasattr(self, "fit_state_"):  # fit_loop called on its own
+            with self._fitting():
+                return self.fit_loop(X, y, epochs=epochs, **fit_params)
+        state = self.fit_state_
+        with threadpool_limits(limits=1, user_api="blas") as blas, \
+                LatentRecorder(self.module_, self.penalty_layers()) as recorder:
+            state.blas_threads = blas.get_original_num_threads().get("blas")
+            state.recorder = recorder
+            try:
+                return super().fit_loop(X, y, epochs=epochs, **fit_params)
+            finally:
+                state.recorder = state.batch_index = None
+
+    def get_iterator(self, dataset, training=False):
+        """Training batches also carry each sample's position in the training split."""
+        if training:
+            dataset = _IndexedDataset(dataset)
+        return super().get_iterator(dataset, training=training)
+
+    def train_step_single(self, batch, **fit_params):
+        """Remember the batch's positions, then do skorch's training step."""
+        Xi, yi, index = batch
+        self.fit_state_.batch_index = index
+        return super().train_step_single((Xi, yi), **fit_params)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        """Return the criterion, plus ``penalty_weight`` times the term in training."""
+        state = getattr(self, "fit_state_", None)
+        if training and state is not None and not state.output_checked:
+            self._check_first_output(y_pred)
+            state.output_checked = True
+        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        if not training or state is None or state.recorder is None or not self.penalty_name:
+            return loss
+        term = self.penalty_term(y_true) if self.penalty_weight else None
+        self.history.record_batch(f"train_{self.penalty_name}",
+                                  0.0 if term is None else term.item())
+        return loss if term is None else loss + self.penalty_weight * term
+
+    def _check_first_output(self, y_pred: torch.Tensor) -> None:
+        if not isinstance(self.criterion_, torch.nn.NLLLoss):
+            return
+        low, high = float(y_pred.detach().min()), float(y_pred.detach().max())
+        if low < 0 or high > 1 + 1e-4:
+            raise ValueError(
+                f"the module's output lies in [{low:.3g}, {high:.3g}], but the criterion is "
+                "NLLLoss (the default), for which skorch takes the log of the output: it "
+                "must be probabilities. End forward with torch.softmax(..., dim=-1), or pass "
+                "criterion=torch.nn.CrossEntropyLoss to train on raw scores."
+            )
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs):
+        """Stop with a clear error as soon as the training loss is not finite."""
+        if not training:
+            return
+        loss = self.history[-1, "batches", -1, "train_loss"]
+        if not math.isfinite(loss):
+            epoch = len(self.history)
+            n_batch = len(self.history[-1, "batches"])
+            raise ValueError(
+                f"the training loss became {loss} at epoch {epoch}, batch {n_batch}. Likely "
+                f"causes: a learning rate too high for this model (lr={self.lr!r}; lower it, "
+                "or clip gradients with skorch.callbacks.GradientNormClipping), inputs with "
+                "huge values (standardise X), or a module whose output does not suit the "
+                "criterion (NLLLoss, the default, needs probabilities; CrossEntropyLoss "
+                "takes raw scores)."
+            )
+
+    # ------------------------------------------------------------------ predict
+
+    def predict_proba(self, X):
+        """Class probabilities, columns in the order of ``classes_``."""
+        proba = super().predict_proba(check_X(X, self, reset=False))
+        n_classes = self._n_classes()
+        n_out = proba.shape[1] if proba.ndim == 2 else None
+        if n_out is None or (n_classes is not None and n_out != n_classes):
+            raise ValueError(
+                f"the module returns {proba.shape[1:]} scores per sample but there are "
+                f"{n_classes} classes; make its output layer produce {n_classes} scores "
+                "(a module class with an n_classes argument gets the right number)."
+            )
+        return proba
+
+    def predict(self, X):
+        """Predicted class labels (values of ``classes_``; indices with ``classes`` set)."""
+        codes = self.predict_proba(X).argmax(axis=1)
+        classes = vars(self).get("label_classes_")
+        return codes if classes is None else np.asarray(classes)[codes]
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("fit_state_", None)  # hooks and batch tensors belong to the running fit
+        return state
+
+
+def _takes(cls: type, name: str) -> bool:
+    try:
+        return name in inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
+
