@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from skorch.callbacks import EpochScoring, PassthroughScoring, PrintLog
+from skorch.callbacks import PrintLog
 from skorch.utils import to_numpy
 
 from .callbacks import LatentClusterRefresh
@@ -23,11 +23,6 @@ from .penalty import LatentPenaltyClassifier
 from .validation import check_integer, check_louvain_backend, check_real
 
 __all__ = ["LCCClassifier"]
-
-
-def _accuracy_on_codes(net, X, y):
-    """Compute validation accuracy on encoded labels (the split's ``y`` holds codes)."""
-    return float(np.mean(net.predict_proba(X).argmax(axis=1) == to_numpy(y)))
 
 
 class LCCClassifier(LatentPenaltyClassifier):
@@ -158,18 +153,10 @@ class LCCClassifier(LatentPenaltyClassifier):
 
     @property
     def _default_callbacks(self):
-        callbacks = dict(super()._default_callbacks)
-        callbacks["valid_acc"] = EpochScoring(
-            _accuracy_on_codes, name="valid_acc", lower_is_better=False
-        )
+        callbacks = [(n, cb) for n, cb in super()._default_callbacks if n != "print_log"]
         # Refresh diagnostics exist only in refresh epochs, which a table cannot show.
         print_log = PrintLog(keys_ignored=[history_key(k) for k in REFRESH_KEYS])
-        ordered = [(name, cb) for name, cb in callbacks.items() if name != "print_log"]
-        return ordered + [
-            ("train_lcc", PassthroughScoring(name="train_lcc", on_train=True)),
-            ("lcc_refresh", LatentClusterRefresh()),
-            ("print_log", print_log),
-        ]
+        return callbacks + [("lcc_refresh", LatentClusterRefresh()), ("print_log", print_log)]
 
     def initialize(self):
         """Initialise the net and the generator behind the clustering."""

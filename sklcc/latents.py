@@ -7,6 +7,7 @@ instead, which is how the default, the input of the last ``nn.Linear``, is writt
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -121,6 +122,23 @@ class LatentRecorder:
         self._handles: list = []
 
     def __enter__(self) -> LatentRecorder:
+        self._attach()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._detach()
+        self.outputs.clear()
+
+    @contextlib.contextmanager
+    def detached(self) -> Iterator[None]:
+        """Take the hooks off the module inside the block (to pickle it), then put them back."""
+        self._detach()
+        try:
+            yield
+        finally:
+            self._attach()
+
+    def _attach(self) -> None:
         modules = dict(self.module.named_modules())
         for layer in self.layers:
             name = layer.removesuffix(":input")
@@ -129,13 +147,11 @@ class LatentRecorder:
             else:
                 hook = modules[name].register_forward_hook(self._keep_output(layer))
             self._handles.append(hook)
-        return self
 
-    def __exit__(self, *exc) -> None:
+    def _detach(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        self.outputs.clear()
 
     def _store(self, layer: str, value) -> None:
         if isinstance(value, (tuple, list)):

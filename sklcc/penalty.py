@@ -27,7 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier
+from skorch.callbacks import EpochScoring, PassthroughScoring
 from skorch.dataset import unpack_data
+from skorch.utils import to_numpy
 from threadpoolctl import threadpool_limits
 
 from .latents import LatentRecorder
@@ -156,6 +158,18 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
         return None
 
     # ------------------------------------------------------------------ fit
+
+    @property
+    def _default_callbacks(self):
+        callbacks = dict(super()._default_callbacks)
+        # The validation split's y holds class codes, so accuracy compares codes.
+        callbacks["valid_acc"] = EpochScoring(
+            _accuracy_on_codes, name="valid_acc", lower_is_better=False
+        )
+        print_log = callbacks.pop("print_log")
+        term = f"train_{self.penalty_name}"
+        extra = [(term, PassthroughScoring(name=term, on_train=True))] if self.penalty_name else []
+        return list(callbacks.items()) + extra + [("print_log", print_log)]
 
     @property
     def classes_(self):
@@ -340,9 +354,19 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
         return codes if classes is None else np.asarray(classes)[codes]
 
     def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("fit_state_", None)  # hooks and batch tensors belong to the running fit
+        # A net pickled during training (a checkpoint) carries neither the fit's hooks
+        # nor its batch tensors: they belong to the running fit.
+        fit_state = getattr(self, "fit_state_", None)
+        recorder = fit_state.recorder if fit_state is not None else None
+        with recorder.detached() if recorder is not None else contextlib.nullcontext():
+            state = super().__getstate__()
+        state.pop("fit_state_", None)
         return state
+
+
+def _accuracy_on_codes(net, X, y):
+    """Compute accuracy against encoded labels (a validation split's ``y`` holds codes)."""
+    return float(np.mean(net.predict_proba(X).argmax(axis=1) == to_numpy(y)))
 
 
 def _takes(cls: type, name: str) -> bool:
