@@ -13,8 +13,7 @@ from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetClassifier
 from skorch.dataset import ValidSplit
 
-from sklcc import LCCClassifier
-from sklcc import latents
+from sklcc import LCCClassifier, latents
 from sklcc.latents import LatentRecorder
 from sklcc.validation import encode_labels
 
@@ -201,7 +200,10 @@ def test_several_layers_are_clustered_separately(digits):
     X, y = digits
     net = small(lcc_layers=["hidden.0", "hidden"]).fit(X, y)
     assert set(net.lcc_states_) == {"hidden.0", "hidden"}
-    assert np.isfinite(net.history[:, "train_lcc"]).all()
+    # each layer has its own clustering; history holds their mean
+    per_layer = [s.stats["misclustered"] for s in net.lcc_states_.values()]
+    assert net.history[-1, "lcc_misclustered"] == pytest.approx(np.mean(per_layer))
+    assert net.history[0, "train_lcc"] == 0.0 and net.history[-1, "train_lcc"] > 0
 
 
 def test_unknown_layer_lists_available_names(digits):
@@ -340,7 +342,10 @@ def test_dead_relus_everything_in_one_cluster(digits):
 def test_batches_of_one_sample(digits):
     X, y = digits
     net = small(batch_size=1, max_epochs=2, train_split=None).fit(X[:120], y[:120])
-    assert np.isfinite(net.history[:, "train_lcc"]).all()
+    assert net.history[:, "train_batch_count"] == [120, 120]
+    assert net.history[0, "train_lcc"] == 0.0  # no refresh before lcc_warmup
+    assert net.history[1, "lcc_misclustered"] * 120 == pytest.approx(
+        net.lcc_states_["out:input"].misclustered.sum())
     net = small(batch_size=50, max_epochs=2, train_split=None).fit(X[:101], y[:101])
     assert net.history[-1, "train_batch_count"] == 3
 

@@ -2,6 +2,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -17,4 +19,8 @@ def test_top_level_exports_resolve():
     import sklcc
 
     for name in sklcc.__all__:
-        assert getattr(sklcc, name) is not None
+        obj = getattr(sklcc, name)
+        assert obj.__name__ == name and obj.__module__.startswith("sklcc.")
+        assert name in getattr(sys.modules[obj.__module__], "__all__", [name])
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = sklcc.nope
