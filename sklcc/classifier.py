@@ -61,7 +61,7 @@ class LCCClassifier(LatentPenaltyClassifier):
     cluster_sample_size : int or None, default=5000
         The graph and Louvain run on a seeded subsample of this many training
         samples; the others take the cluster of their nearest subsampled neighbour.
-        None clusters every sample (networkx Louvain takes 10-60 s at 50,000).
+        None clusters every sample, as the published method does.
     cluster_n_components : int or None, default=64
         The graph and the assignment work on this many principal components of the
         latents (fitted on the subsample, seeded), as scanpy does before its graph

@@ -29,6 +29,7 @@ import torch
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EpochScoring, PassthroughScoring
 from skorch.dataset import unpack_data
+from skorch.exceptions import NotFittedError
 from skorch.utils import to_numpy
 from threadpoolctl import threadpool_limits
 
@@ -352,6 +353,18 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
         codes = self.predict_proba(X).argmax(axis=1)
         classes = vars(self).get("label_classes_")
         return codes if classes is None else np.asarray(classes)[codes]
+
+    def __sklearn_is_fitted__(self):
+        """Whether the module is initialised, for scikit-learn's ``check_is_fitted``.
+
+        skorch defines this from 1.4 on; defined here, the same checks pass on every
+        supported skorch.
+        """
+        try:
+            self.check_is_fitted()
+        except NotFittedError:
+            return False
+        return True
 
     def __getstate__(self):
         # A net pickled during training (a checkpoint) carries neither the fit's hooks

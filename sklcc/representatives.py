@@ -61,10 +61,7 @@ class RepresentativeIndex:
     matrix product per batch; a larger class (``n_representatives=None`` keeps every
     correctly clustered sample) gets an hnswlib index, built here, between epochs.
     At the default 32 representatives per cluster a class rarely holds more than a
-    few hundred, where the exact search is also the faster one: on this project's
-    2-core machine, 40 queries against 256 representatives of dimension 512 took
-    0.2 ms exactly and 0.9 ms through hnswlib (``ef=32``); the two are even near
-    4,000 representatives (``docs/algorithm.md``).
+    few hundred, where the exact search is also the faster one.
 
     Parameters
     ----------

@@ -54,8 +54,8 @@ def lcc_results():
 def test_lcc_fails_only_skorchs_own_checks(lcc_results):
     passed, failed, n_checks, _ = lcc_results
     print(f"LCCClassifier passes {len(passed)} of {n_checks} checks; fails {sorted(failed)}")
-    assert failed == SKORCH_FAILURES
-    assert len(passed) >= 49
+    assert failed == SKORCH_FAILURES  # every other check passes (or is skipped)
+    assert len(passed) >= 48  # 49 with scikit-learn 1.9, 48 with 1.6 (fewer checks)
 
 
 def test_lcc_passes_more_checks_than_plain_skorch(lcc_results):
@@ -66,6 +66,5 @@ def test_lcc_passes_more_checks_than_plain_skorch(lcc_results):
     passed, _, _, n_lcc = lcc_results
     assert n_plain == n_lcc  # the same list of checks
     print(f"plain NeuralNetClassifier passes {len(plain)}; LCCClassifier {len(passed)}")
-    assert len(plain) == 30
-    assert len(passed) > len(plain)
+    assert len(passed) >= len(plain) + 15  # 30 for plain skorch 1.4 with scikit-learn 1.9
     assert SKORCH_FAILURES <= n_plain_failed
