@@ -196,6 +196,28 @@ def test_worker_cli_timeout(tmp_path, capsys):
     assert 1 <= n_finished < 10_000, output
 
 
+def test_workers_from_one_seeded_setup_draw_different_parameters(tmp_path, capsys):
+    setup = tmp_path / "setup.py"
+    setup.write_text(textwrap.dedent("""
+        import numpy as np
+        from optuna.distributions import FloatDistribution
+        from sklearn.linear_model import LogisticRegression
+        from sklcc.tuning import LCCSearchCV
+
+        def make_search():
+            search = LCCSearchCV(LogisticRegression(), {"C": FloatDistribution(0.1, 10)},
+                                 cv=2, random_state=0)
+            return search, np.arange(20.0)[:, None], np.arange(20) % 2
+    """))
+    url = f"sqlite:///{tmp_path / 'seed.db'}"
+    for n_trials in ("1", "2"):  # a second worker, started after the first
+        assert cli_main(["worker", "--setup", f"{setup}:make_search", "--storage", url,
+                         "--study", "seed", "--n-trials", n_trials]) == 0
+    first, second = (t.params["C"] for t in optuna.load_study(study_name="seed",
+                                                               storage=url).trials)
+    assert first != second
+
+
 # --------------------------------------------------------------------------- bad input
 
 

@@ -73,6 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         ("n_trials", args.n_trials), ("timeout", args.timeout)):
         if value is not None:
             overrides[name] = value
+    # Workers built by one setup share its seed, and would all draw the same parameters;
+    # as Study.optimize(n_jobs>1) does for its threads, give each its own random stream.
+    overrides["random_state"] = None
+    if search.sampler is not None:
+        search.sampler.reseed_rng()
     search.set_params(**overrides)
     if search.storage is None:
         parser.error("a worker needs a shared study: pass --storage URL --study NAME")
