@@ -99,17 +99,21 @@ class LCCSearchCV(MetaEstimatorMixin, BaseEstimator):
         trial is never chosen as best, even with a number above every real score. The refit
         of the best parameters always raises.
     sampler : optuna.samplers.BaseSampler, default=None
-        How trials draw parameters; ``None`` means ``TPESampler(seed=random_state)``.
+        How trials draw parameters; ``None`` means
+        ``TPESampler(seed=random_state, constant_liar=True)``: the constant liar treats trials
+        that are still running as poor results, so that workers sharing a study do not draw
+        the same point.
     pruner : optuna.pruners.BasePruner, default=None
         How hopeless trials are stopped between folds; ``None`` means ``MedianPruner()``. Use
         ``optuna.pruners.NopPruner()`` to never prune.
     random_state : int or None, default=None
         Seed of the default sampler. With one worker and a deterministic estimator, the same
-        seed gives the same search.
+        seed gives the same search. ``python -m sklcc.tuning worker`` drops it (and reseeds a
+        given ``sampler``), so that workers made by one setup draw different parameters.
     storage : str, optuna.storages.BaseStorage or None, default=None
         Where the study lives: ``None`` in memory; ``"sqlite:///lcc.db"`` on one machine;
-        ``"postgresql://..."``, ``"mysql://..."``, ``"redis://..."`` or a journal file path
-        such as ``"lcc.log"`` on a shared file system, across machines.
+        ``"postgresql+psycopg://..."``, ``"mysql+pymysql://..."``, ``"redis://..."`` or a
+        journal file path such as ``"lcc.log"`` on a shared file system, across machines.
     study_name : str or None, default=None
         Name of the study in ``storage``; required with a storage, so that other workers and a
         resumed search find it. An existing study of that name is continued.
