@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 
 from sklcc.tuning.plot import plot_optimization_history
-from sklcc.tuning.quota import FINISHED
+from sklcc.tuning.quota import finished_trials
 from sklcc.tuning.search import LCCSearchCV
 from sklcc.tuning.storage import open_storage
 
@@ -52,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--storage", help="storage URL; default: the setup's search.storage")
     worker.add_argument("--study", help="study name; default: the setup's search.study_name")
     worker.add_argument("--n-trials", type=int, help="default: the setup's search.n_trials")
+    worker.add_argument(
+        "--timeout", type=float, metavar="SECONDS",
+        help="start no new trial after this many seconds; default: the setup's search.timeout",
+    )
     plot = commands.add_parser("plot", help="write a stored study's optimization history PNG")
     plot.add_argument("--storage", required=True, help="storage URL")
     plot.add_argument("--study", required=True, help="study name")
@@ -66,19 +70,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     search, X, y, fit_kwargs = _call_setup(args.setup)
     overrides: dict[str, Any] = {"refit": False}  # the study is the result; no need to refit
     for name, value in (("storage", args.storage), ("study_name", args.study),
-                        ("n_trials", args.n_trials)):
+                        ("n_trials", args.n_trials), ("timeout", args.timeout)):
         if value is not None:
             overrides[name] = value
+    # Workers built by one setup share its seed, and would all draw the same parameters;
+    # as Study.optimize(n_jobs>1) does for its threads, give each its own random stream.
+    overrides["random_state"] = None
+    if search.sampler is not None:
+        search.sampler.reseed_rng()
     search.set_params(**overrides)
     if search.storage is None:
         parser.error("a worker needs a shared study: pass --storage URL --study NAME")
     search.fit(X, y, **fit_kwargs)
     study = search.study_
-    n_pruned = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,)))
+    finished = finished_trials(study)
+    n_pruned, n_failed = (sum(t.state == state for t in finished)
+                          for state in (optuna.trial.TrialState.PRUNED,
+                                        optuna.trial.TrialState.FAIL))
     print(
-        f"study {study.study_name!r}: {len(study.get_trials(deepcopy=False, states=FINISHED))} "
-        f"finished trials ({n_pruned} pruned); best CV score {search.best_score_:.4f} with "
-        f"{search.best_params_}"
+        f"study {study.study_name!r}: {len(finished)} finished trials ({n_pruned} pruned, "
+        f"{n_failed} failed); best CV score {search.best_score_:.4f} with {search.best_params_}"
     )
     return 0
 

@@ -26,12 +26,16 @@ class FoldScore:
         Seconds spent fitting.
     score_time : float
         Seconds spent scoring.
+    error : str or None
+        ``"ValueError: ..."`` when fitting or scoring raised and ``test_score`` is the
+        ``error_score`` given in its place; ``None`` when the fold was scored.
 
     """
 
     test_score: float
     fit_time: float
     score_time: float
+    error: str | None = None
 
 
 def iter_fold_scores(
@@ -44,6 +48,7 @@ def iter_fold_scores(
     scorer: Callable[[Any, Any, Any], float],
     groups: Any = None,
     fit_params: Mapping[str, Any] | None = None,
+    error_score: str | float = "raise",
 ) -> Iterator[FoldScore]:
     """Fit ``clone(estimator).set_params(**params)`` on each training fold and score it.
 
@@ -69,6 +74,11 @@ def iter_fold_scores(
         Group labels, passed to ``cv.split``.
     fit_params : mapping of str to object, default=None
         Extra ``fit`` arguments; those with one entry per sample are split with ``X``.
+    error_score : 'raise' or float, default='raise'
+        What a fold whose ``fit`` or scoring raises gets, as in
+        :func:`sklearn.model_selection.cross_validate`: ``'raise'`` re-raises; a number is
+        yielded as its ``test_score``, with the error in ``FoldScore.error``. Errors of
+        ``cv.split`` itself always raise.
 
     Yields
     ------
@@ -99,10 +109,28 @@ def iter_fold_scores(
             for key, value in fit_params.items()
         }
         start = time.perf_counter()
-        model.fit(_safe_indexing(X, train), _safe_indexing(y, train), **fold_fit_params)
+        try:
+            model.fit(_safe_indexing(X, train), _safe_indexing(y, train), **fold_fit_params)
+        except Exception as err:
+            if isinstance(error_score, str):  # "raise"
+                raise
+            # As cross_validate: a failed fit's time is kept, its scoring time is zero.
+            yield FoldScore(float(error_score), time.perf_counter() - start, 0.0, _name(err))
+            continue
         fitted = time.perf_counter()
-        score = scorer(model, _safe_indexing(X, test), _safe_indexing(y, test))
+        try:
+            score = scorer(model, _safe_indexing(X, test), _safe_indexing(y, test))
+        except Exception as err:
+            if isinstance(error_score, str):
+                raise
+            yield FoldScore(float(error_score), fitted - start, time.perf_counter() - fitted,
+                            _name(err))
+            continue
         yield FoldScore(float(score), fitted - start, time.perf_counter() - fitted)
+
+
+def _name(err: Exception) -> str:
+    return f"{type(err).__name__}: {err}"
 
 
 def _is_per_sample(value: Any, n_samples: int) -> bool:

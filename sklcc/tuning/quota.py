@@ -1,8 +1,11 @@
 """A study-wide trial quota, so that any number of workers share one ``n_trials`` target.
 
 ``Study.optimize(n_trials=...)`` counts the trials of one process: two workers asked for 20
-each run 40. Here ``n_trials`` is the number of finished (complete or pruned) trials the study
-should hold, whoever runs them, and each new trial first checks that it still fits in it.
+each run 40. Here ``n_trials`` is the number of finished trials the study should hold, whoever
+runs them, and each new trial first checks that it still fits in it. A finished trial is a
+complete or pruned one, or one its objective failed on purpose with :class:`TrialFailed` (its
+parameters cannot be fitted); a trial that failed because its worker died or was interrupted
+does not count, so that it is run again.
 """
 
 from __future__ import annotations
@@ -15,19 +18,66 @@ from collections.abc import Callable
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
-from optuna.trial import Trial, TrialState
+from optuna.trial import FrozenTrial, Trial, TrialState
 from tqdm.auto import tqdm
 
-__all__ = ["FINISHED", "QuotaFilled", "run_until_quota"]
+__all__ = ["ERROR", "QuotaFilled", "TrialFailed", "finished_trials", "is_finished",
+           "run_until_quota"]
 
-#: Trial states that count towards the quota.
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+#: The user attribute in which a trial failed by :class:`TrialFailed` keeps its error message.
+ERROR = "error"
 # A trial in one of these states will finish unless its worker dies, so it holds a quota slot.
-_HOLDING = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
+_PENDING = (TrialState.RUNNING, TrialState.WAITING)
 
 
 class QuotaFilled(RuntimeError):
     """Raised in a trial that other workers' trials left no room for; it is recorded as failed."""
+
+
+class TrialFailed(RuntimeError):
+    """Raise from an objective to fail its trial for good: its parameters cannot be scored.
+
+    The trial is recorded as ``FAIL`` with the message in its ``error`` user attribute, counts
+    towards ``n_trials`` like a complete one, and the search goes on with the next trial.
+    """
+
+
+def is_finished(trial: FrozenTrial) -> bool:
+    """Tell whether ``trial`` counts towards the quota.
+
+    Parameters
+    ----------
+    trial : optuna.trial.FrozenTrial
+        Any trial of the study.
+
+    Returns
+    -------
+    bool
+        ``True`` for a complete or pruned trial, and for a failed one whose objective raised
+        :class:`TrialFailed`; ``False`` for running and waiting trials, and for trials that
+        failed because their worker died, was interrupted or lost the race for the last slot.
+
+    """
+    if trial.state == TrialState.FAIL:
+        return ERROR in trial.user_attrs
+    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Return the trials of ``study`` that count towards the quota, in trial order.
+
+    Parameters
+    ----------
+    study : optuna.Study
+        The study, in any storage.
+
+    Returns
+    -------
+    list of optuna.trial.FrozenTrial
+        The trials for which :func:`is_finished` is true.
+
+    """
+    return [t for t in study.get_trials(deepcopy=False) if is_finished(t)]
 
 
 def run_until_quota(
@@ -36,6 +86,7 @@ def run_until_quota(
     n_trials: int,
     *,
     poll_interval: float | None = None,
+    timeout: float | None = None,
     show_progress_bar: bool = False,
 ) -> None:
     """Run trials in this process until ``study`` holds ``n_trials`` finished trials.
@@ -54,10 +105,16 @@ def run_until_quota(
     objective : callable
         ``objective(trial) -> float``, as for :meth:`optuna.Study.optimize`.
     n_trials : int
-        Number of complete or pruned trials the study should hold when this returns.
+        Number of finished trials (see :func:`is_finished`) the study should hold when this
+        returns.
     poll_interval : float or None, default=None
         Seconds between looks at the storage while other workers run the last trials; ``None``
         returns instead of waiting.
+    timeout : float or None, default=None
+        Start no new trial, and stop waiting for other workers' trials, once this many
+        seconds have passed since the call began, as :meth:`optuna.Study.optimize` does; the
+        study may then hold fewer than ``n_trials`` finished trials. A running trial is never
+        interrupted. ``None`` runs until the quota is filled.
     show_progress_bar : bool, default=False
         Show a tqdm bar of the study's finished trials.
 
@@ -73,19 +130,25 @@ def run_until_quota(
     3
 
     """
+    start = time.monotonic()
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def guarded(trial: Trial) -> float:
         trial.set_user_attr("worker", worker)
         # Numbers follow creation order, so counting the slot holders below this trial gives
         # every trial one verdict that no later trial can change: at most n_trials finish.
-        earlier = trial.study.get_trials(deepcopy=False, states=_HOLDING)
-        if sum(t.number < trial.number for t in earlier) >= n_trials:
+        earlier = trial.study.get_trials(deepcopy=False)
+        if sum(t.number < trial.number and (t.state in _PENDING or is_finished(t))
+               for t in earlier) >= n_trials:
             raise QuotaFilled(
                 f"the study already holds its n_trials={n_trials} trials (other workers took "
                 "the last ones); this surplus trial is discarded"
             )
-        return objective(trial)
+        try:
+            return objective(trial)
+        except TrialFailed as err:
+            trial.set_user_attr(ERROR, str(err))
+            raise
 
     with tqdm(total=n_trials, desc="trials", disable=not show_progress_bar) as bar:
         while True:
@@ -93,17 +156,19 @@ def run_until_quota(
                 warnings.simplefilter("ignore", ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)  # no-op without a heartbeat
             trials = study.get_trials(deepcopy=False)
-            states = [t.state for t in trials]
-            n_finished = sum(state in FINISHED for state in states)
+            n_finished = sum(map(is_finished, trials))
             values = [t.value for t in trials if t.state == TrialState.COMPLETE]
             if values:
                 bar.set_postfix(best=f"{max(values):.4g}", refresh=False)
             bar.update(min(n_finished, n_trials) - bar.n)
             if n_finished >= n_trials:
                 return
-            if n_finished + states.count(TrialState.RUNNING) >= n_trials:
+            if timeout is not None and time.monotonic() - start >= timeout:
+                return
+            n_running = sum(t.state == TrialState.RUNNING for t in trials)
+            if n_finished + n_running >= n_trials:
                 if poll_interval is None:
                     return
                 time.sleep(poll_interval)
                 continue
-            study.optimize(guarded, n_trials=1, catch=(QuotaFilled,))
+            study.optimize(guarded, n_trials=1, catch=(QuotaFilled, TrialFailed))

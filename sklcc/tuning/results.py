@@ -22,7 +22,8 @@ def cv_results_from_trials(trials: Sequence[FrozenTrial], n_splits: int) -> dict
     Parameters
     ----------
     trials : sequence of optuna.trial.FrozenTrial
-        Finished trials whose user attribute ``CV_FOLDS`` holds their per-fold scores and times.
+        Finished trials (complete, pruned or failed) whose user attribute ``CV_FOLDS`` holds
+        their per-fold scores and times.
     n_splits : int
         Number of cross-validation folds.
 
@@ -32,8 +33,9 @@ def cv_results_from_trials(trials: Sequence[FrozenTrial], n_splits: int) -> dict
         ``params``, ``param_<name>`` (masked where a trial lacks it), ``split<k>_test_score``,
         ``mean_test_score``, ``std_test_score``, ``rank_test_score``, ``mean_fit_time``,
         ``std_fit_time``, ``mean_score_time``, ``std_score_time``, plus ``number`` and ``state``
-        of each trial. Folds a pruned trial never ran are NaN, so its mean is NaN and it ranks
-        last, as a failed fit does in ``GridSearchCV``.
+        of each trial. Folds a pruned trial never ran are NaN, so its mean is NaN. Only
+        complete trials are ranked by their mean; pruned and failed ones tie below them all, as
+        a fit that failed with ``error_score=np.nan`` does in ``GridSearchCV``.
 
     Examples
     --------
@@ -74,7 +76,8 @@ def cv_results_from_trials(trials: Sequence[FrozenTrial], n_splits: int) -> dict
     means = scores.mean(axis=1)
     results["mean_test_score"] = means
     results["std_test_score"] = scores.std(axis=1)
-    results["rank_test_score"] = _rank(means)
+    complete = results["state"] == "COMPLETE"
+    results["rank_test_score"] = _rank(np.where(complete, means, np.nan))
     return results
 
 

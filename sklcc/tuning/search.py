@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import time
+import warnings
 from collections.abc import Mapping
 from copy import deepcopy
 from typing import Any
@@ -17,6 +18,7 @@ from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import Trial, TrialState
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier
+from sklearn.exceptions import FitFailedWarning
 from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.model_selection import StratifiedKFold, check_cv
 from sklearn.utils import get_tags, indexable
@@ -24,8 +26,8 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from sklcc.tuning.cv import iter_fold_scores
-from sklcc.tuning.quota import FINISHED, run_until_quota
+from sklcc.tuning.cv import FoldScore, iter_fold_scores
+from sklcc.tuning.quota import TrialFailed, finished_trials, run_until_quota
 from sklcc.tuning.results import CV_FOLDS, cv_results_from_trials
 from sklcc.tuning.space import check_search_space, suggest
 from sklcc.tuning.storage import open_storage
@@ -69,8 +71,16 @@ class LCCSearchCV(MetaEstimatorMixin, BaseEstimator):
         parameters: ``lcc_weight`` log-uniform on [1e-4, 1], ``louvain_resolution`` log-uniform
         on [0.1, 10] and ``n_representatives`` integer log-uniform on [1, 512].
     n_trials : int, default=20
-        Number of finished (complete or pruned) trials the study should hold. Trials already in
-        a stored study count, so a resumed search only runs the missing ones.
+        Number of finished (complete, pruned or failed by ``error_score``) trials the study
+        should hold. Trials already in a stored study count, so a resumed search only runs the
+        missing ones.
+    timeout : float or None, default=None
+        Seconds after which this ``fit`` starts no new trial, as in
+        :meth:`optuna.Study.optimize`: a running trial is finished, not interrupted, then the
+        best of the trials so far is refit. ``n_trials`` still caps the study; whichever limit
+        comes first ends the search. Each worker of a shared study counts its own ``timeout``
+        from its own start, and a later ``fit`` resumes towards ``n_trials``. ``None`` waits
+        for ``n_trials``.
     cv : int, cross-validation generator or iterable, default=5
         Cross-validation splitting, as in ``GridSearchCV``: an int means ``StratifiedKFold``
         for classifiers.
@@ -79,18 +89,31 @@ class LCCSearchCV(MetaEstimatorMixin, BaseEstimator):
         estimator's ``score`` method.
     refit : bool, default=True
         Refit the best parameters on the whole data set as ``best_estimator_``.
+    error_score : 'raise' or float, default=np.nan
+        What a trial whose ``fit`` or scoring raises on a fold gets, as in ``GridSearchCV``.
+        ``'raise'`` re-raises the error (the trial is recorded as ``FAIL`` and does not count
+        towards ``n_trials``). A number warns with a ``FitFailedWarning`` that names the
+        parameters and the error, stops the trial, records it as ``FAIL`` with the error in
+        its ``error`` user attribute, gives it this score on the failed fold and the folds it
+        did not run, counts it towards ``n_trials``, and goes on with the next trial. A failed
+        trial is never chosen as best, even with a number above every real score. The refit
+        of the best parameters always raises.
     sampler : optuna.samplers.BaseSampler, default=None
-        How trials draw parameters; ``None`` means ``TPESampler(seed=random_state)``.
+        How trials draw parameters; ``None`` means
+        ``TPESampler(seed=random_state, constant_liar=True)``: the constant liar treats trials
+        that are still running as poor results, so that workers sharing a study do not draw
+        the same point.
     pruner : optuna.pruners.BasePruner, default=None
         How hopeless trials are stopped between folds; ``None`` means ``MedianPruner()``. Use
         ``optuna.pruners.NopPruner()`` to never prune.
     random_state : int or None, default=None
         Seed of the default sampler. With one worker and a deterministic estimator, the same
-        seed gives the same search.
+        seed gives the same search. ``python -m sklcc.tuning worker`` drops it (and reseeds a
+        given ``sampler``), so that workers made by one setup draw different parameters.
     storage : str, optuna.storages.BaseStorage or None, default=None
         Where the study lives: ``None`` in memory; ``"sqlite:///lcc.db"`` on one machine;
-        ``"postgresql://..."``, ``"mysql://..."``, ``"redis://..."`` or a journal file path
-        such as ``"lcc.log"`` on a shared file system, across machines.
+        ``"postgresql+psycopg://..."``, ``"mysql+pymysql://..."``, ``"redis://..."`` or a
+        journal file path such as ``"lcc.log"`` on a shared file system, across machines.
     study_name : str or None, default=None
         Name of the study in ``storage``; required with a storage, so that other workers and a
         resumed search find it. An existing study of that name is continued.
@@ -117,8 +140,10 @@ class LCCSearchCV(MetaEstimatorMixin, BaseEstimator):
         One row per finished trial, in trial order, with the keys of ``GridSearchCV``'s
         ``cv_results_`` (``params``, ``param_<name>``, ``split<k>_test_score``,
         ``mean_test_score``, ``std_test_score``, ``rank_test_score``, fit and score times)
-        plus ``number`` and ``state`` (``"COMPLETE"`` or ``"PRUNED"``). A pruned trial's
-        unscored folds and mean are NaN.
+        plus ``number`` and ``state`` (``"COMPLETE"``, ``"PRUNED"`` or ``"FAIL"``). A pruned
+        trial's unscored folds and mean are NaN. A failed trial (see ``error_score``) keeps
+        the folds it scored before failing and has ``error_score`` in the others. Pruned and
+        failed trials rank below every complete trial.
     study_ : optuna.Study
         The study, with every trial of every worker.
     n_splits_ : int
@@ -168,9 +193,11 @@ class LCCSearchCV(MetaEstimatorMixin, BaseEstimator):
         "estimator": [HasMethods(["fit"])],
         "param_distributions": [Mapping, None],
         "n_trials": [Interval(numbers.Integral, 1, None, closed="left")],
+        "timeout": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "cv": ["cv_object"],
         "scoring": [StrOptions(set(get_scorer_names())), callable, None],
         "refit": ["boolean"],
+        "error_score": [StrOptions({"raise"}), numbers.Real],
         "sampler": [BaseSampler, None],
         "pruner": [BasePruner, None],
         "random_state": [Interval(numbers.Integral, 0, None, closed="left"), None],
@@ -187,9 +214,11 @@ class LCCSearchCV(MetaEstimatorMixin, BaseEstimator):
         param_distributions: Mapping[str, BaseDistribution] | None = None,
         *,
         n_trials: int = 20,
+        timeout: float | None = None,
         cv: Any = 5,
         scoring: Any = None,
         refit: bool = True,
+        error_score: str | float = np.nan,
         sampler: BaseSampler | None = None,
         pruner: BasePruner | None = None,
         random_state: int | None = None,
@@ -202,9 +231,11 @@ class LCCSearchCV(MetaEstimatorMixin, BaseEstimator):
         self.estimator = estimator
         self.param_distributions = param_distributions
         self.n_trials = n_trials
+        self.timeout = timeout
         self.cv = cv
         self.scoring = scoring
         self.refit = refit
+        self.error_score = error_score
         self.sampler = sampler
         self.pruner = pruner
         self.random_state = random_state
@@ -275,26 +306,23 @@ class LCCSearchCV(MetaEstimatorMixin, BaseEstimator):
         def objective(trial: Trial) -> float:
             params = suggest(trial, space)
             folds = iter_fold_scores(self.estimator, params, X, y, cv=cv, scorer=scorer,
-                                     groups=groups, fit_params=fit_params)
+                                     groups=groups, fit_params=fit_params,
+                                     error_score=self.error_score)
             return _score_trial(trial, folds, n_splits)
 
         poll = getattr(storage, "get_heartbeat_interval", lambda: None)()
         run_until_quota(study, objective, self.n_trials,
                         poll_interval=None if poll is None else min(poll / 2, 1.0),
-                        show_progress_bar=self.show_progress_bar)
+                        timeout=self.timeout, show_progress_bar=self.show_progress_bar)
 
         self.study_ = study
         self.n_splits_ = n_splits
         self.scorer_ = scorer
-        finished = study.get_trials(deepcopy=False, states=FINISHED)
+        finished = finished_trials(study)
         self.cv_results_ = cv_results_from_trials(finished, n_splits)
         complete = [t for t in finished if t.state == TrialState.COMPLETE]
         if not complete:
-            raise RuntimeError(
-                f"None of the study's {len(finished)} finished trials completed (all were "
-                "pruned), so there are no best parameters; use a more patient pruner, e.g. "
-                "MedianPruner(n_startup_trials=5)."
-            )
+            raise RuntimeError(_no_complete_trial(finished, self.n_trials, self.timeout))
         best = max(complete, key=lambda t: t.value)
         self.best_index_ = int(np.flatnonzero(self.cv_results_["number"] == best.number)[0])
         self.best_params_ = dict(best.params)
@@ -376,6 +404,8 @@ def _score_trial(trial: Trial, folds, n_splits: int) -> float:
         record["test_score"].append(fold.test_score)
         record["fit_time"].append(fold.fit_time)
         record["score_time"].append(fold.score_time)
+        if fold.error is not None:
+            _fail_trial(trial, record, k, n_splits, fold)
         mean = float(np.mean(record["test_score"]))
         # The running mean estimates the same quantity as the final objective, so the pruner
         # compares like with like whatever fold a trial has reached.
@@ -385,6 +415,45 @@ def _score_trial(trial: Trial, folds, n_splits: int) -> float:
             raise optuna.TrialPruned(f"mean score {mean:.4g} after fold {k}")
     trial.set_user_attr(CV_FOLDS, record)
     return float(np.mean(record["test_score"]))
+
+
+def _fail_trial(trial: Trial, record: dict[str, list[float]], k: int, n_splits: int,
+                fold: FoldScore) -> None:
+    """Give the folds after failed fold ``k`` its ``error_score`` too, warn, fail the trial."""
+    # The later folds are not run: a failed trial is never the best, whatever they score.
+    error_score = fold.test_score
+    record["test_score"] += [error_score] * (n_splits - k - 1)
+    record["fit_time"] += [np.nan] * (n_splits - k - 1)
+    record["score_time"] += [np.nan] * (n_splits - k - 1)
+    trial.set_user_attr(CV_FOLDS, record)
+    warnings.warn(
+        f"Trial {trial.number} with parameters {trial.params} failed on fold {k}: "
+        f"{fold.error}. Its score is set to error_score={error_score} and the search goes on; "
+        "the trial is recorded as FAIL and never chosen as best. Pass error_score='raise' to "
+        "stop at the error and see its traceback.",
+        FitFailedWarning,
+        stacklevel=2,
+    )
+    raise TrialFailed(fold.error)
+
+
+def _no_complete_trial(finished: list, n_trials: int, timeout: float | None) -> str:
+    counts = {state: sum(t.state == state for t in finished)
+              for state in (TrialState.PRUNED, TrialState.FAIL)}
+    message = (f"None of the study's {len(finished)} finished trials completed "
+               f"({counts[TrialState.PRUNED]} pruned, {counts[TrialState.FAIL]} failed), so "
+               "there are no best parameters.")
+    if counts[TrialState.FAIL]:
+        message += (" The failed trials' errors are in the FitFailedWarnings and in each "
+                    "trial's 'error' user attribute; pass error_score='raise' to see the "
+                    "first traceback.")
+    if counts[TrialState.PRUNED]:
+        message += (" Against pruning, use a more patient pruner, e.g. "
+                    "MedianPruner(n_startup_trials=5).")
+    if len(finished) < n_trials and timeout is not None:
+        message += (f" timeout={timeout} s ended the search before n_trials={n_trials}; "
+                    "raise timeout, or fit again to resume a stored study.")
+    return message
 
 
 def _check_folds_fit_classes(cv: Any, y: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,7 +14,6 @@ from optuna.distributions import (
     IntDistribution,
 )
 from optuna.trial import Trial
-from skorch import NeuralNet
 
 __all__ = ["check_search_space", "default_search_space", "suggest", "valid_parameter_names"]
 
@@ -70,7 +70,7 @@ def valid_parameter_names(estimator: Any) -> tuple[list[str], list[str]]:
     names = {name for name in estimator.get_params(deep=True) if not name.startswith("_")}
     open_prefixes = []
     prefixes = set()
-    if isinstance(estimator, NeuralNet):
+    if _is_skorch_net(estimator):
         # skorch routes `prefix__arg` to the object it builds from attribute `prefix`; module,
         # criterion and optimizer only join `prefixes_` once the net is initialized.
         prefixes = {*estimator.prefixes_, "module", "criterion", "optimizer"}
@@ -210,3 +210,10 @@ def _constructor_arguments(target: Any) -> list[str] | None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return None
     return [p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+
+
+def _is_skorch_net(estimator: Any) -> bool:
+    # A skorch net comes from an imported skorch; looking it up instead of importing it spares
+    # workers that tune scikit-learn models the import of skorch and torch.
+    skorch = sys.modules.get("skorch")
+    return skorch is not None and isinstance(estimator, skorch.NeuralNet)

@@ -16,8 +16,9 @@ __all__ = ["open_storage"]
 
 _STORAGE_FORMS = (
     "None (in memory, this process only), an SQLAlchemy database URL such as "
-    "'sqlite:///lcc.db' or 'postgresql://user:password@host/dbname', a 'redis://host:port' "
-    "URL (Optuna journal on Redis), or the path of an Optuna journal file such as 'lcc.log'"
+    "'sqlite:///lcc.db' or 'postgresql+psycopg://user:password@host/dbname', a "
+    "'redis://host:port' URL (Optuna journal on Redis), or the path of an Optuna journal file "
+    "such as 'lcc.log'"
 )
 # A stale trial (its worker died) is re-queued this many times before it is left failed, so
 # a trial that itself kills its worker (out of memory, say) cannot stall a study forever.
@@ -36,10 +37,10 @@ def open_storage(
     ----------
     storage : str, optuna.storages.BaseStorage or None
         ``None`` keeps the study in memory. A URL with a scheme is an SQLAlchemy database
-        (``sqlite:///lcc.db`` on one machine; ``postgresql://...`` or ``mysql://...`` across
-        machines); ``redis://...`` is an Optuna journal on Redis; a plain path (``lcc.log``) is an
-        Optuna journal file, which a shared file system makes usable across machines. A storage
-        object is returned unchanged.
+        (``sqlite:///lcc.db`` on one machine; ``postgresql+psycopg://...`` or
+        ``mysql+pymysql://...`` across machines); ``redis://...`` is an Optuna journal on Redis;
+        a plain path (``lcc.log``) is an Optuna journal file, which a shared file system makes
+        usable across machines. A storage object is returned unchanged.
     heartbeat_interval : int, default=10
         Seconds between the heartbeats a worker records for its running trial, database
         storages only. A trial whose heartbeat stops for ``grace_period`` seconds (its worker
