@@ -104,7 +104,9 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
                         "ce-tuned")
 
     g = p.add_argument_group("LCC (sklcc.LCCClassifier parameters of the same names)")
-    g.add_argument("--lcc-weight", type=float, default=0.03)
+    g.add_argument("--lcc-weight", type=float, default=0.03,
+                   help="weight of the LCC term (the benchmark's recipe, not the estimator's "
+                        "default)")
     g.add_argument("--lcc-warmup", type=int, default=None,
                    help=f"default {FULL['lcc_warmup']}")
     g.add_argument("--lcc-interval", type=int, default=None,
@@ -115,9 +117,11 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
     g.add_argument("--louvain-resolution-sweep", type=float, nargs="*", default=[],
                    help=f"also run {SWEEP_PREFIX}R (lcc with that Louvain resolution) for "
                         "each R")
-    g.add_argument("--n-neighbors", type=int, default=_default(LCCClassifier, "n_neighbors"))
+    g.add_argument("--n-neighbors", type=int, default=_default(LCCClassifier, "n_neighbors"),
+                   help="neighbours per sample in the kNN graph")
     g.add_argument("--n-representatives", type=int,
-                   default=_default(LCCClassifier, "n_representatives"))
+                   default=_default(LCCClassifier, "n_representatives"),
+                   help="correctly clustered samples drawn per cluster as targets")
     g.add_argument("--cluster-sample-size", type=int,
                    default=_default(LCCClassifier, "cluster_sample_size"),
                    help="samples the graph and Louvain see (0 for every sample)")
@@ -127,7 +131,8 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
 
     g = p.add_argument_group("center loss (sklcc.CenterLossClassifier parameters)")
     g.add_argument("--center-weight", type=float,
-                   default=_default(CenterLossClassifier, "center_weight"))
+                   default=_default(CenterLossClassifier, "center_weight"),
+                   help="weight of the center loss")
     g.add_argument("--center-lr", type=float, default=_default(CenterLossClassifier, "center_lr"),
                    help="learning rate of the centers' parameter group")
 
