@@ -8,8 +8,9 @@ in eval mode, and clusters them as a refresh does:
 - ``full``: the kNN graph and networkx Louvain over every sample, unprojected, with
   two seeds. How much these two agree is the yardstick: Louvain itself is not
   stable on real latents.
-- the subsampled clusterings (``cluster_sample_size``) with and without the PCA
-  projection (``cluster_n_components``), each with the same two seeds.
+- the subsampled clusterings (``--cluster-sample-sizes``) with and without the PCA
+  projection (``--cluster-n-components``), each with the same two seeds: the
+  :class:`sklcc.LCCClassifier` parameters of the same names.
 
 For each it reports the time, the number of clusters, the misclustered fraction,
 the adjusted Rand index against the first full clustering, and the agreement of the
@@ -21,21 +22,20 @@ misclustered flags (the only thing the loss sees) with the first full clustering
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from lccbench.config import parse_args, resolve_config
+from lccbench.data import prepare_data
+from lccbench.methods import make_estimator
 from sklearn.metrics import adjusted_rand_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import cifar100  # noqa: E402  (the benchmark's data preparation and recipe)
-
-from sklcc.matching import correctly_clustered, match_clusters  # noqa: E402
-from sklcc.refresh import cluster_latents  # noqa: E402
+from sklcc.clustering import cluster_latents
+from sklcc.matching import correctly_clustered, match_clusters
 
 
 def misclustered(labels: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -59,9 +59,9 @@ def run(args: argparse.Namespace) -> dict:
             "--methods", "ce", "--seeds", str(args.train_seed), "--out", str(args.out)]
     if args.data_dir:
         argv += ["--data-dir", args.data_dir]
-    cfg = cifar100.resolve_config(cifar100.parse_args(argv), argv)
-    data = cifar100.prepare_data(cfg)
-    net = cifar100.make_estimator("ce", cfg, data, seed=args.train_seed)
+    cfg = resolve_config(parse_args(argv), argv, script=__file__)
+    data = prepare_data(cfg)
+    net = make_estimator("ce", cfg, data, seed=args.train_seed)
     net.fit(data["X_train"], data["y_train"])
     Z = hidden_latents(net, data["X_train"])
     y = np.asarray(data["y_train"], dtype=np.int64)
@@ -69,14 +69,14 @@ def run(args: argparse.Namespace) -> dict:
 
     configs = [("full", None, None)]
     configs += [(f"sample={m} pca={c or 'none'}", m, c or None)
-                for m in args.sample_sizes for c in args.n_components]
+                for m in args.cluster_sample_sizes for c in args.cluster_n_components]
     rows, reference = [], None
-    for name, max_samples, n_components in configs:
+    for name, sample_size, n_components in configs:
         for seed in args.seeds:
             start = time.perf_counter()
             labels, q = cluster_latents(Z, n_neighbors=args.n_neighbors,
-                                        max_samples=max_samples, n_components=n_components,
-                                        random_state=seed)
+                                        cluster_sample_size=sample_size,
+                                        cluster_n_components=n_components, random_state=seed)
             seconds = time.perf_counter() - start
             flags = misclustered(labels, y, n_classes)
             if reference is None:
@@ -115,10 +115,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2],
                         help="clustering seeds")
-    parser.add_argument("--n-neighbors", type=int, default=10)
-    parser.add_argument("--sample-sizes", type=int, nargs="+", default=[10_000, 5000, 3000])
-    parser.add_argument("--n-components", type=int, nargs="+", default=[0, 64],
-                        help="0: no projection")
+    parser.add_argument("--n-neighbors", type=int,
+                        default=inspect.signature(cluster_latents).parameters["n_neighbors"].default)
+    parser.add_argument("--cluster-sample-sizes", type=int, nargs="+",
+                        default=[10_000, 5000, 3000], help="subsample sizes to compare")
+    parser.add_argument("--cluster-n-components", type=int, nargs="+", default=[0, 64],
+                        help="PCA components to compare (0: no projection)")
     parser.add_argument("--out", type=Path, default=Path("bench-out/agreement"))
     args = parser.parse_args(argv)
     report = run(args)

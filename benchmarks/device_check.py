@@ -21,6 +21,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from sklcc import LCCClassifier
+from sklcc.diagnostics import REFRESH_KEYS, history_key
 
 
 class MLP(torch.nn.Module):
@@ -44,7 +45,7 @@ def fit_on(device: str, X_train, y_train, X_test, y_test) -> dict:
     net.fit(X_train, y_train)
     fit_s = time.perf_counter() - start
     restored = pickle.loads(pickle.dumps(net))
-    refresh = [row for row in net.history if "lcc_refresh_s" in row]
+    refresh = [row for row in net.history if history_key("refresh_s") in row]
     return {
         "device": device,
         "param_device": str(next(net.module_.parameters()).device),
@@ -52,7 +53,7 @@ def fit_on(device: str, X_train, y_train, X_test, y_test) -> dict:
         "fit_s": fit_s,
         "pickle_round_trip": bool(np.array_equal(restored.predict(X_test), net.predict(X_test))),
         "refreshes": len(refresh),
-        "last_refresh": {k: v for k, v in refresh[-1].items() if k.startswith("lcc_")},
+        "last_refresh": {key: refresh[-1].get(key) for key in map(history_key, REFRESH_KEYS)},
         "train_lcc": net.history[:, "train_lcc"],
     }
 

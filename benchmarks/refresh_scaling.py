@@ -14,11 +14,15 @@ Each measurement runs in a fresh process so that peak memory belongs to it alone
 
     python benchmarks/refresh_scaling.py --out bench-out/refresh
     python benchmarks/refresh_scaling.py --n 10000 50000 --d 256   # issue 2's figures
+
+``--cluster-sample-size`` and ``--cluster-n-components`` are the
+:class:`sklcc.LCCClassifier` parameters of the same names, with their defaults.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import platform
 import resource
@@ -47,26 +51,25 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure_sklcc(n: int, d: int, max_samples: int | None, n_components: int | None = None,
-                  seed: int = 0) -> dict:
-    """One sklcc refresh; seconds per step and peak memory of this process."""
+def measure_sklcc(n: int, d: int, cluster_sample_size: int | None,
+                  cluster_n_components: int | None = None, seed: int = 0) -> dict:
+    """One sklcc refresh (the estimator's defaults otherwise); seconds per step, peak memory."""
     from sklcc.refresh import refresh_clusters
 
     Z, y = synthetic_latents(n, d, seed)
     base_mb = _peak_mb()
     start = time.perf_counter()
-    state = refresh_clusters(Z, y, N_CLASSES, n_neighbors=10, n_representatives=32,
-                             max_samples=max_samples, n_components=n_components,
-                             random_state=seed)
+    state = refresh_clusters(Z, y, N_CLASSES, cluster_sample_size=cluster_sample_size,
+                             cluster_n_components=cluster_n_components, random_state=seed)
     total = time.perf_counter() - start
     probe = Z[:: max(1, n // 2048)][:2048]
     start = time.perf_counter()
     state.representatives.query(probe, y[:: max(1, n // 2048)][:2048])
     query_us = (time.perf_counter() - start) / len(probe) * 1e6
-    projected = n_components is not None and n_components < d
-    method = f"sklcc+pca{n_components}" if projected else "sklcc"
-    return {"method": method, "n": n, "d": d, "max_samples": max_samples,
-            "n_components": n_components, "refresh_s": total,
+    projected = cluster_n_components is not None and cluster_n_components < d
+    method = f"sklcc+pca{cluster_n_components}" if projected else "sklcc"
+    return {"method": method, "n": n, "d": d, "cluster_sample_size": cluster_sample_size,
+            "cluster_n_components": cluster_n_components, "refresh_s": total,
             **state.timings, **{f"stat_{k}": v for k, v in state.stats.items()},
             "target_query_us": query_us, "peak_mb": _peak_mb(), "data_peak_mb": base_mb,
             "labels": state.labels.tolist()}
@@ -123,8 +126,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     for kind, n, d in tqdm(jobs, desc="refresh scaling"):
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             if kind == "sklcc":
-                row = pool.submit(measure_sklcc, n, d, args.max_samples,
-                                  args.n_components).result()
+                row = pool.submit(measure_sklcc, n, d, args.cluster_sample_size,
+                                  args.cluster_n_components).result()
             elif kind == "reference":
                 row = pool.submit(measure_reference, n, d).result()
             else:
@@ -188,14 +191,19 @@ def to_markdown(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from sklcc.refresh import refresh_clusters
+
+    defaults = {k: p.default for k, p in inspect.signature(refresh_clusters).parameters.items()}
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--n", type=int, nargs="+", default=[10_000, 50_000, 200_000])
     parser.add_argument("--d", type=int, nargs="+", default=[64, 256, 1024])
-    parser.add_argument("--max-samples", type=int, default=5000,
-                        help="sklcc's cluster_sample_size (subsample for graph + Louvain)")
-    parser.add_argument("--n-components", type=int, default=64,
-                        help="sklcc's cluster_n_components (PCA before graph and "
-                             "assignment; default 64 as the estimator, 0 for none)")
+    parser.add_argument("--cluster-sample-size", type=int,
+                        default=defaults["cluster_sample_size"],
+                        help="subsample the graph and Louvain see (0 for every sample)")
+    parser.add_argument("--cluster-n-components", type=int,
+                        default=defaults["cluster_n_components"],
+                        help="PCA components before graph and assignment (0 for none)")
     parser.add_argument("--skip-reference", action="store_true",
                         help="do not time the exact reference approach")
     parser.add_argument("--reference-max-n", type=int, default=50_000,
@@ -207,7 +215,9 @@ def main(argv=None) -> None:
                         help="repeat each sklcc measurement and report the median time")
     parser.add_argument("--out", type=Path, default=Path("bench-out/refresh"))
     args = parser.parse_args(argv)
-    args.n_components = args.n_components or None  # 0: no projection
+    # 0 on the command line: no subsample, no projection.
+    args.cluster_sample_size = args.cluster_sample_size or None
+    args.cluster_n_components = args.cluster_n_components or None
     rows = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     machine = {"platform": platform.platform(), "cpus": __import__("os").cpu_count(),

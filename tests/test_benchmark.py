@@ -1,5 +1,9 @@
-"""Tests of the fine-tuning benchmark: its statistics on known answers, and a quick run."""
+"""Tests of the fine-tuning benchmark: its statistics on known answers, its methods, a quick run.
 
+``lccbench`` is importable through pytest's ``pythonpath = ["benchmarks"]`` setting.
+"""
+
+import inspect
 import json
 import math
 import os
@@ -10,14 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lccbench import report, stats
+from lccbench.config import parse_args, resolve_config
+from lccbench.methods import make_estimator
+from lccbench.models import HIDDEN_LAYER, parse_finetune
+from sklearn.datasets import load_digits
+
+from sklcc import CenterLossClassifier, LatentPenaltyClassifier, LCCClassifier
+from sklcc.center_loss import center_loss
+from sklcc.diagnostics import STAT_KEYS, TIMING_KEYS, history_key
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
-sys.path.insert(0, str(BENCH))
-
-import _report  # noqa: E402
-import cifar100  # noqa: E402
-from _models import center_loss, parse_finetune  # noqa: E402
 
 # --------------------------------------------------------------------------- statistics
 
@@ -25,7 +33,7 @@ from _models import center_loss, parse_finetune  # noqa: E402
 def test_paired_summary_known_answer():
     # diffs 1, 2, 1, 2: mean 1.5, sd 1/sqrt(3), se 1/sqrt(12), t = 1.5 * sqrt(12) = 5.196,
     # t_{0.975, 3} = 3.182446; two-sided p of t=5.196 with 3 df = 0.013846.
-    s = _report.paired_summary([2.0, 4.0, 4.0, 6.0], [1.0, 2.0, 3.0, 4.0])
+    s = stats.paired_summary([2.0, 4.0, 4.0, 6.0], [1.0, 2.0, 3.0, 4.0])
     assert s.n == 4
     assert s.diffs == [1.0, 2.0, 1.0, 2.0]
     assert s.mean_diff == pytest.approx(1.5)
@@ -38,33 +46,33 @@ def test_paired_summary_known_answer():
 
 def test_paired_summary_direction_and_symmetry():
     a, b = [0.7, 0.8, 0.75], [0.72, 0.79, 0.70]
-    ab, ba = _report.paired_summary(a, b), _report.paired_summary(b, a)
+    ab, ba = stats.paired_summary(a, b), stats.paired_summary(b, a)
     assert ab.mean_diff == pytest.approx(-ba.mean_diff)
     assert ab.p_value == pytest.approx(ba.p_value)
     assert ab.ci_low == pytest.approx(-ba.ci_high)
 
 
 def test_paired_summary_one_seed_and_constant_differences():
-    one = _report.paired_summary([0.8], [0.7])
+    one = stats.paired_summary([0.8], [0.7])
     assert one.n == 1 and one.mean_diff == pytest.approx(0.1)
     assert all(math.isnan(v) for v in (one.std_diff, one.ci_low, one.ci_high, one.p_value))
-    const = _report.paired_summary([2.0, 3.0], [1.0, 2.0])
+    const = stats.paired_summary([2.0, 3.0], [1.0, 2.0])
     assert (const.ci_low, const.ci_high) == (1.0, 1.0)
     assert math.isnan(const.p_value)  # the t-test is undefined without spread
 
 
 def test_paired_summary_rejects_unpaired_input():
     with pytest.raises(ValueError, match="same non-zero length"):
-        _report.paired_summary([1.0, 2.0], [1.0])
+        stats.paired_summary([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="confidence"):
-        _report.paired_summary([1.0, 2.0], [1.0, 1.0], confidence=95)
+        stats.paired_summary([1.0, 2.0], [1.0, 1.0], confidence=95)
 
 
 def test_mean_std_and_median_timings():
-    assert _report.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
-    mean, std = _report.mean_std([0.5])
+    assert stats.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
+    mean, std = stats.mean_std([0.5])
     assert mean == 0.5 and math.isnan(std)
-    med = _report.median_timings([
+    med = stats.median_timings([
         {"lcc_refresh_s": 1.0, "lcc_graph_s": 0.5},
         {"lcc_refresh_s": 4.0, "lcc_graph_s": 0.1},
         {"lcc_refresh_s": 2.0},
@@ -72,19 +80,21 @@ def test_mean_std_and_median_timings():
     assert med["lcc_refresh_s"] == 2.0
     assert med["lcc_graph_s"] == pytest.approx(0.3)
     assert math.isnan(med["lcc_index_s"])
+    assert list(med) == [history_key(k) for k in TIMING_KEYS]
 
 
 def test_topk_accuracy_known_answer():
     proba = np.array([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3], [0.2, 0.2, 0.6], [0.4, 0.4, 0.2]])
     y = np.array([2, 0, 1, 1])
-    assert _report.topk_accuracy(proba, y, 1) == 0.25  # row 1 only; row 3 tie -> class 0
-    assert _report.topk_accuracy(proba, y, 2) == 0.75  # rows 0, 1, 3
-    assert _report.topk_accuracy(proba, y, 5) == 1.0
+    assert stats.topk_accuracy(proba, y, 1) == 0.25  # row 1 only; row 3 tie -> class 0
+    assert stats.topk_accuracy(proba, y, 2) == 0.75  # rows 0, 1, 3
+    assert stats.topk_accuracy(proba, y, 5) == 1.0
     with pytest.raises(ValueError, match="one label per row"):
-        _report.topk_accuracy(proba, y[:2])
+        stats.topk_accuracy(proba, y[:2])
 
 
 def test_center_loss_and_finetune_parsing():
+    # center_loss is sklcc's (the benchmark's copy was removed); its gradient is checked here
     z = torch.tensor([[1.0, 1.0], [0.0, 2.0]], requires_grad=True)
     centers = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
     loss = center_loss(z, centers, torch.tensor([0, 1]))
@@ -114,14 +124,14 @@ def test_summarize_and_markdown_with_one_seed(tmp_path):
                "lcc_latents_s": 0.5, "lcc_graph_s": 0.4, "lcc_communities_s": 0.4,
                "lcc_assign_s": 0.1, "lcc_index_s": 0.1}
     runs = [_fake_run("ce", 0, 0.70, 0.90, 10.0), _fake_run("lcc", 0, 0.72, 0.91, 15.0, [refresh])]
-    summary = cifar100.summarize(runs, ["ce", "lcc"])
+    summary = stats.summarize(runs, ["ce", "lcc"])
     (pair,) = summary["paired"]
     assert pair["top1"]["diffs"] == [pytest.approx(0.02)]
     assert pair["top1"]["p_value"] != pair["top1"]["p_value"]  # NaN with one seed
     assert summary["cost"]["methods"]["lcc"]["ratio_to_ce"] == pytest.approx(1.5)
     assert summary["refresh_timings"]["lcc"]["lcc_refresh_s"] == 1.5
-    results = cifar100._jsonable({
-        "config": {"dataset": "toy", "backbone": "b", "resolution": 8, "finetune": "head",
+    results = report.jsonable({
+        "config": {"dataset": "toy", "backbone": "b", "image_size": 8, "finetune": "head",
                    "seeds": [0], "epochs": 2, "lr": 1e-3, "weight_decay": 1e-2,
                    "batch_size": 4, "command": "x"},
         "machine": {"device_name": "cpu", "cpus_usable": 1, "cpu_count": 1, "load_average": [0],
@@ -131,12 +141,92 @@ def test_summarize_and_markdown_with_one_seed(tmp_path):
         "tuning": {"skipped": "no tuning here"}, "plots": [], **summary,
     })
     json.dumps(results, allow_nan=False)  # NaN became null
-    md = _report.render_markdown(results)
+    md = report.render_markdown(results)
     assert "| lcc vs ce | top1 | 1 | 2.00 | [n/a, n/a] | n/a | 1/0/0 | 2.00 |" in md
     assert "Skipped: no tuning here" in md
-    _report.plot_accuracy_curves(runs, ["ce", "lcc"], tmp_path / "acc.png")
-    _report.plot_refresh_diagnostics(summary["refresh_stats"], tmp_path / "diag.png")
+    assert "| method | refreshes | latents | graph | communities | assign | index | total |" in md
+    assert "| epoch | clusters | misclustered | uncovered classes | largest cluster |" in md
+    # every statistic sklcc reports makes it into the table when the runs have it
+    full = {**refresh, **{history_key(k): 1.0 for k in STAT_KEYS}}
+    full_stats = stats.summarize([runs[0], _fake_run("lcc", 0, 0.7, 0.9, 1.0, [full])],
+                                 ["ce", "lcc"])["refresh_stats"]
+    assert set(full_stats["lcc"][0]) == {"epoch", *map(history_key, STAT_KEYS)}
+    report.plot_accuracy_curves(runs, ["ce", "lcc"], tmp_path / "acc.png")
+    report.plot_refresh_diagnostics(summary["refresh_stats"], tmp_path / "diag.png")
     assert (tmp_path / "acc.png").stat().st_size > 0 and (tmp_path / "diag.png").stat().st_size > 0
+
+
+# --------------------------------------------------------------------------- config, methods
+
+
+def _config(*flags):
+    argv = ["--out", "unused", *flags]
+    return resolve_config(parse_args(argv), argv, script="cifar100.py")
+
+
+def test_flags_name_image_size_and_louvain_resolution_apart():
+    cfg = _config("--image-size", "64", "--louvain-resolution", "2",
+                  "--louvain-resolution-sweep", "4", "8", "--methods", "lcc")
+    assert cfg["image_size"] == 64 and cfg["louvain_resolution"] == 2.0
+    assert cfg["methods"] == ["ce", "lcc", "lcc@louvain_resolution=4",
+                              "lcc@louvain_resolution=8"]
+    assert cfg["command"].endswith("cifar100.py --out unused --image-size 64 "
+                                   "--louvain-resolution 2 --louvain-resolution-sweep 4 8 "
+                                   "--methods lcc")
+    for old in ("--resolution", "--resolution-louvain", "--resolution-sweep"):
+        with pytest.raises(SystemExit):
+            parse_args(["--out", "x", old, "2"])
+    with pytest.raises(SystemExit):
+        _config("--louvain-resolution-sweep", "0")
+
+
+def test_clustering_defaults_come_from_the_estimator():
+    cfg = _config()
+    signature = inspect.signature(LCCClassifier).parameters
+    for name in ("cluster_sample_size", "cluster_n_components", "n_neighbors",
+                 "n_representatives", "louvain_resolution"):
+        assert cfg[name] == signature[name].default, name
+    assert cfg["center_weight"] == inspect.signature(CenterLossClassifier).parameters[
+        "center_weight"].default
+    assert cfg["image_size"] == 128 and _config("--dataset", "digits")["image_size"] == 32
+    zero = _config("--cluster-sample-size", "0", "--cluster-n-components", "0")
+    assert zero["cluster_sample_size"] is None and zero["cluster_n_components"] is None
+
+
+def test_each_method_is_an_sklcc_estimator():
+    cfg = _config("--louvain-resolution-sweep", "3", "--hidden", "16")
+    data = {"n_classes": 3, "in_features": 5}
+    nets = {m: make_estimator(m, cfg, data, seed=4) for m in cfg["methods"]}
+    assert type(nets["ce"]) is LatentPenaltyClassifier
+    assert type(nets["lcc"]) is LCCClassifier and type(nets["center"]) is CenterLossClassifier
+    assert nets["center"].center_layer == HIDDEN_LAYER == nets["lcc"].lcc_layers[0]
+    assert nets["lcc"].louvain_resolution == cfg["louvain_resolution"]
+    assert nets["lcc@louvain_resolution=3"].louvain_resolution == 3.0
+    assert all(net.random_state == 4 for net in nets.values())
+    with pytest.raises(ValueError, match="unknown method"):
+        make_estimator("lcc@res=2", cfg, data, seed=0)
+
+
+@pytest.fixture(scope="module")
+def digits_head():
+    X, y = load_digits(return_X_y=True)
+    return (X[:300] / 16).astype(np.float32), y[:300], {"n_classes": 10, "in_features": 64}
+
+
+def test_ce_and_lcc_are_paired_within_a_seed(digits_head):
+    # The benchmark's paired differences rest on this: with one seed, ce and lcc start from
+    # the same weights and see the same batches, so they differ by the LCC term alone.
+    X, y, data = digits_head
+    cfg = _config("--epochs", "2", "--lcc-warmup", "1", "--hidden", "16", "--batch-size", "128",
+                  "--cluster-n-components", "0")
+    ce = make_estimator("ce", cfg, data, seed=3).fit(X, y)
+    zero = make_estimator("lcc", cfg, data, seed=3, params={"lcc_weight": 0.0}).fit(X, y)
+    lcc = make_estimator("lcc", cfg, data, seed=3, params={"lcc_weight": 1.0}).fit(X, y)
+    assert len(zero.history[:, history_key("refresh_s")]) == 1  # the refresh ran ...
+    np.testing.assert_array_equal(ce.predict_proba(X), zero.predict_proba(X))  # ... drew nothing
+    assert ce.history[:, "train_loss"] == zero.history[:, "train_loss"]
+    assert ce.history[0, "train_loss"] == lcc.history[0, "train_loss"]  # warm-up epoch
+    assert lcc.history[-1, "train_lcc"] > 0
 
 
 # --------------------------------------------------------------------------- quick run
@@ -159,7 +249,7 @@ def test_quick_run_on_digits(tmp_path):
 
     results = json.loads((out / "results.json").read_text())
     cfg, methods, runs = results["config"], results["methods"], results["runs"]
-    assert cfg["quick"] and cfg["resolution"] == 32 and len(cfg["seeds"]) >= 2
+    assert cfg["quick"] and cfg["image_size"] == 32 and len(cfg["seeds"]) >= 2
     expected = {"ce", "lcc", "center"}
     tuning = results["tuning"]
     if "skipped" not in tuning:
@@ -219,7 +309,7 @@ def test_clustering_agreement_on_digits(tmp_path):
     env = {**os.environ, "SKLCC_CACHE": str(tmp_path / "cache"), "MPLBACKEND": "Agg"}
     proc = subprocess.run(
         [sys.executable, str(BENCH / "clustering_agreement.py"), "--dataset", "digits",
-         "--epochs", "2", "--sample-sizes", "400", "--n-components", "0", "16",
+         "--epochs", "2", "--cluster-sample-sizes", "400", "--cluster-n-components", "0", "16",
          "--seeds", "1", "2", "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=300, cwd=REPO,
     )

@@ -3,20 +3,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # four spawned processes, each importing the numpy stack
 def test_refresh_scaling_runs_and_reports(tmp_path):
     subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "refresh_scaling.py"), "--n", "1200",
-         "--d", "8", "--max-samples", "600", "--repeats", "2", "--out", str(tmp_path)],
+         "--d", "8", "--cluster-sample-size", "600", "--repeats", "2", "--out", str(tmp_path)],
         check=True, capture_output=True, timeout=300,
     )
     report = json.loads((tmp_path / "refresh_scaling.json").read_text())
     rows = {r["method"]: r for r in report["rows"]}
     assert set(rows) == {"sklcc", "reference", "sklcc-full"}
     sk = rows["sklcc"]
-    assert sk["n"] == 1200 and sk["max_samples"] == 600 and sk["repeats"] == 2
+    assert sk["n"] == 1200 and sk["cluster_sample_size"] == 600 and sk["repeats"] == 2
     split = sk["graph_s"] + sk["communities_s"] + sk["assign_s"] + sk["index_s"]
     assert split <= sk["refresh_s"] + 1e-6
     assert -1.0 <= sk["ari_vs_full"] <= 1.0

@@ -1,0 +1,210 @@
+"""The benchmark's command line and the configuration it resolves to.
+
+Flags that set an estimator parameter carry its name (``--louvain-resolution`` sets
+``louvain_resolution``) and, where the benchmark does not choose its own value, its
+default, read from the estimator's signature. Image size (``--image-size``, pixels)
+and Louvain resolution are never both called "resolution".
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import shlex
+import sys
+from typing import Any
+
+from sklcc import CenterLossClassifier, LCCClassifier
+
+from .models import parse_finetune
+
+__all__ = ["BASE_METHODS", "DEFAULT_METHODS", "QUICK", "SWEEP_PREFIX", "parse_args",
+           "resolve_config"]
+
+BASE_METHODS = ("ce", "lcc", "center", "lcc-tuned", "ce-tuned")
+DEFAULT_METHODS = ("ce", "lcc", "center", "lcc-tuned")
+#: Method name of one point of ``--louvain-resolution-sweep``, followed by its value.
+SWEEP_PREFIX = "lcc@louvain_resolution="
+#: Settings ``--quick`` uses unless given on the command line.
+QUICK = {"epochs": 3, "seeds": [0, 1], "lcc_warmup": 1, "lcc_interval": 1, "tune_trials": 2,
+         "train_subset": 2000, "test_subset": 1000, "threads": 1}
+#: Defaults of the full benchmark, for the options ``--quick`` changes.
+FULL = {"epochs": 30, "seeds": [0, 1, 2, 3, 4], "lcc_warmup": 10, "lcc_interval": 1,
+        "tune_trials": 10, "train_subset": None, "test_subset": None, "threads": None}
+
+
+def _default(estimator: type, name: str) -> Any:
+    return inspect.signature(estimator).parameters[name].default
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show a default only where it is a value (None means 'see the help text')."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, []):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def parse_args(argv: list[str] | None = None, description: str | None = None
+               ) -> argparse.Namespace:
+    """Parse the command line of ``benchmarks/cifar100.py``.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name; default ``sys.argv[1:]``.
+    description : str, optional
+        First paragraph of ``--help``.
+
+    Returns
+    -------
+    argparse.Namespace
+        Options; those left as None are filled in by :func:`resolve_config`.
+
+    """
+    p = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
+    g = p.add_argument_group("data and network")
+    g.add_argument("--dataset", default="cifar100",
+                   help="cifar100, cifar10, digits or imagefolder:PATH")
+    g.add_argument("--data-dir", default=None,
+                   help="where the dataset files are (default: the loader's own search)")
+    g.add_argument("--cache-dir", default=None,
+                   help="embedding cache (default: sklcc.images.datasets.default_cache_dir())")
+    g.add_argument("--backbone", default="efficientnet_lite0",
+                   help="efficientnet_lite0 (offline weights) or torchvision:<name>")
+    g.add_argument("--random-weights", action="store_true",
+                   help="random backbone weights instead of pretrained ones (smoke tests)")
+    g.add_argument("--image-size", type=int, default=None,
+                   help="image side in pixels the backbone sees (default 128; 32 for digits)")
+    g.add_argument("--finetune", default="head",
+                   help="head (frozen backbone, cached embeddings), last-blocks:N (cached "
+                        "activations entering the last N blocks; those blocks train) or full")
+    g.add_argument("--hidden", type=int, default=512, help="width of the head's hidden layer")
+    g.add_argument("--dropout", type=float, default=0.5, help="dropout after the hidden layer")
+    g.add_argument("--train-subset", type=int, default=None,
+                   help="use a stratified subset of this many training images")
+    g.add_argument("--test-subset", type=int, default=None,
+                   help="use a stratified subset of this many test images")
+    g.add_argument("--device", default="cpu", help="cpu or cuda")
+    g.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 with --quick). On a "
+                        "busy shared machine 1 thread can be several times faster than 2")
+
+    g = p.add_argument_group("training (identical for every method)")
+    g.add_argument("--epochs", type=int, default=None, help=f"epochs (default {FULL['epochs']})")
+    g.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    g.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay")
+    g.add_argument("--batch-size", type=int, default=256, help="training batch size")
+    g.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help=f"default {' '.join(map(str, FULL['seeds']))}")
+    g.add_argument("--methods", nargs="+", default=None,
+                   help=f"any of {', '.join(BASE_METHODS)} (default: "
+                        f"{' '.join(DEFAULT_METHODS)}); ce is always run, lcc-tuned brings "
+                        "ce-tuned")
+
+    g = p.add_argument_group("LCC (sklcc.LCCClassifier parameters of the same names)")
+    g.add_argument("--lcc-weight", type=float, default=0.03,
+                   help="weight of the LCC term (the benchmark's recipe, not the estimator's "
+                        "default)")
+    g.add_argument("--lcc-warmup", type=int, default=None,
+                   help=f"default {FULL['lcc_warmup']}")
+    g.add_argument("--lcc-interval", type=int, default=None,
+                   help=f"default {FULL['lcc_interval']}")
+    g.add_argument("--louvain-resolution", type=float,
+                   default=_default(LCCClassifier, "louvain_resolution"),
+                   help="Louvain resolution of the lcc method (higher: more, smaller clusters)")
+    g.add_argument("--louvain-resolution-sweep", type=float, nargs="*", default=[],
+                   help=f"also run {SWEEP_PREFIX}R (lcc with that Louvain resolution) for "
+                        "each R")
+    g.add_argument("--n-neighbors", type=int, default=_default(LCCClassifier, "n_neighbors"),
+                   help="neighbours per sample in the kNN graph")
+    g.add_argument("--n-representatives", type=int,
+                   default=_default(LCCClassifier, "n_representatives"),
+                   help="correctly clustered samples drawn per cluster as targets")
+    g.add_argument("--cluster-sample-size", type=int,
+                   default=_default(LCCClassifier, "cluster_sample_size"),
+                   help="samples the graph and Louvain see (0 for every sample)")
+    g.add_argument("--cluster-n-components", type=int,
+                   default=_default(LCCClassifier, "cluster_n_components"),
+                   help="PCA components the clustering works in (0 for none)")
+
+    g = p.add_argument_group("center loss (sklcc.CenterLossClassifier parameters)")
+    g.add_argument("--center-weight", type=float,
+                   default=_default(CenterLossClassifier, "center_weight"),
+                   help="weight of the center loss")
+    g.add_argument("--center-lr", type=float, default=_default(CenterLossClassifier, "center_lr"),
+                   help="learning rate of the centers' parameter group")
+
+    g = p.add_argument_group("tuning (lcc-tuned, ce-tuned)")
+    g.add_argument("--tune-trials", type=int, default=None,
+                   help=f"Optuna trials per tuned method (default {FULL['tune_trials']})")
+    g.add_argument("--tune-valid-fraction", type=float, default=0.2,
+                   help="fraction of the training data held out to score trials")
+
+    g = p.add_argument_group("output")
+    g.add_argument("--out", required=True, help="folder for results.json, results.md, PNGs")
+    g.add_argument("--quick", action="store_true",
+                   help=f"a fast pass through everything: {QUICK} unless given")
+    return p.parse_args(argv)
+
+
+def resolve_config(args: argparse.Namespace, argv: list[str] | None = None,
+                   script: str | None = None) -> dict[str, Any]:
+    """Fill in defaults (and ``--quick`` settings) and check the options.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        From :func:`parse_args`.
+    argv : list of str, optional
+        The arguments parsed, recorded in the command; default ``sys.argv[1:]``.
+    script : str, optional
+        The program, recorded in the command; default ``sys.argv[0]``.
+
+    Returns
+    -------
+    dict
+        The full configuration, as recorded in ``results.json``.
+
+    """
+    cfg = dict(vars(args))
+    for key, default in FULL.items():
+        if cfg[key] is None:
+            cfg[key] = QUICK[key] if args.quick else default
+    if cfg["image_size"] is None:
+        cfg["image_size"] = 32 if cfg["dataset"] == "digits" else 128
+    # 0 on the command line: no subsample, no projection.
+    cfg["cluster_sample_size"] = cfg["cluster_sample_size"] or None
+    cfg["cluster_n_components"] = cfg["cluster_n_components"] or None
+    try:
+        parse_finetune(cfg["finetune"])
+    except ValueError as err:
+        raise SystemExit(f"--finetune: {err}") from err
+    if any(r <= 0 for r in [cfg["louvain_resolution"], *cfg["louvain_resolution_sweep"]]):
+        raise SystemExit(
+            f"--louvain-resolution {cfg['louvain_resolution']} / --louvain-resolution-sweep "
+            f"{cfg['louvain_resolution_sweep']}: every Louvain resolution must be > 0 (1 is "
+            "standard Louvain)."
+        )
+    cfg["seeds"] = list(dict.fromkeys(cfg["seeds"]))
+
+    methods = list(dict.fromkeys(cfg["methods"] or DEFAULT_METHODS))
+    unknown = [m for m in methods if m not in BASE_METHODS]
+    if unknown:
+        raise SystemExit(f"--methods {unknown} unknown; choose from {list(BASE_METHODS)}.")
+    if "ce" not in methods:
+        methods.insert(0, "ce")  # every paired difference is taken against it
+    if "lcc-tuned" in methods and "ce-tuned" not in methods:
+        methods.append("ce-tuned")  # CE gets the same tuning budget
+    methods += [f"{SWEEP_PREFIX}{r:g}" for r in cfg["louvain_resolution_sweep"]]
+    cfg["methods"] = methods
+    if cfg["lcc_warmup"] >= cfg["epochs"] and any(m.startswith("lcc") for m in methods):
+        raise SystemExit(
+            f"--lcc-warmup {cfg['lcc_warmup']} >= --epochs {cfg['epochs']}: LCC would never "
+            "refresh and train exactly like ce; lower the warm-up or raise the epochs."
+        )
+    argv = sys.argv[1:] if argv is None else argv
+    script = sys.argv[0] if script is None else script
+    cfg["command"] = " ".join(shlex.quote(a) for a in [sys.executable, script, *argv])
+    return cfg

@@ -1,0 +1,317 @@
+"""The benchmark's report: results to JSON-safe values, Markdown and PNG plots.
+
+Nothing here computes a statistic (they come from :mod:`lccbench.stats`); the names
+of the refresh diagnostics come from :mod:`sklcc.diagnostics`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sklcc.diagnostics import STAT_KEYS, TIMING_KEYS, history_key
+
+__all__ = ["jsonable", "plot_accuracy_curves", "plot_refresh_diagnostics", "render_markdown"]
+
+#: How the report names each refresh statistic (columns, plot axes), and the digits
+#: its table shows (means over seeds: counts keep one decimal).
+STAT_LABELS = {"n_clusters": ("clusters", 1), "modularity": ("modularity", 3),
+               "misclustered": ("misclustered", 3), "uncovered_classes": ("uncovered classes", 1),
+               "largest_cluster": ("largest cluster", 3), "no_target": ("no target", 3),
+               "n_representatives": ("representatives", 0)}
+
+
+def jsonable(obj: Any) -> Any:
+    """Return ``obj`` with numpy values made Python and NaN / infinity made None (strict JSON).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> jsonable({"a": np.float32(0.5), "b": [float("nan")], 1: np.arange(2)})
+    {'a': 0.5, 'b': [None], '1': [0, 1]}
+
+    """
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _fmt(x: float, digits: int = 2, scale: float = 1.0) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x * scale:.{digits}f}"
+
+
+def _fmt_p(p: float) -> str:
+    if p is None or math.isnan(p):
+        return "n/a"
+    return f"{p:.3g}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def render_markdown(results: Mapping[str, Any]) -> str:
+    """Write the report's Markdown from a results dictionary.
+
+    Parameters
+    ----------
+    results : mapping
+        As written to ``results.json`` by ``benchmarks/cifar100.py``: ``config``,
+        ``machine``, ``data``, ``methods``, ``runs``, ``summary``, ``paired``, ``cost``,
+        ``refresh_timings``, ``refresh_stats``, ``tuning`` and ``plots``.
+
+    Returns
+    -------
+    str
+        The Markdown text. Accuracies are shown in percent, differences in points.
+
+    """
+    cfg, data, machine = results["config"], results["data"], results["machine"]
+    methods = results["methods"]
+    runs = results["runs"]
+    seeds = cfg["seeds"]
+    out = [
+        f"# LCC benchmark: {cfg['dataset']}, {cfg['backbone']} @ {cfg['image_size']} px, "
+        f"fine-tuning `{cfg['finetune']}`",
+        "",
+        f"Question: does Latent Cluster Correction improve fine-tuning over plain cross-entropy "
+        f"with everything else equal (seeds {seeds}, {cfg['epochs']} epochs, AdamW lr "
+        f"{cfg['lr']:g}, weight decay {cfg['weight_decay']:g}, cosine schedule, batch "
+        f"{cfg['batch_size']})?",
+        "",
+        f"- Data: {data['n_train']} training / {data['n_test']} test images, "
+        f"{data['n_classes']} classes; network input {data['input_shape']}. "
+        "Hyper-parameters are never chosen on the test set.",
+        f"- Machine: {machine['device_name']}; {machine['cpus_usable']} usable of "
+        f"{machine['cpu_count']} CPUs (load average at start {machine['load_average']}); "
+        f"torch {machine['torch']}, torch threads: {machine['torch_threads']}; "
+        f"{machine['platform']}; commit {machine['git_commit']}"
+        f"{' with uncommitted changes' if machine.get('git_dirty') else ''}.",
+        f"- Command: `{cfg['command']}`",
+        "",
+        "## Test accuracy per seed (top-1 / top-5, %)",
+        "",
+    ]
+    by_key = {(r["method"], r["seed"]): r for r in runs}
+    rows = []
+    for seed in seeds:
+        row = [str(seed)]
+        for m in methods:
+            r = by_key.get((m, seed))
+            cell = "–" if r is None else f"{_fmt(r['top1'], 2, 100)} / {_fmt(r['top5'], 2, 100)}"
+            row.append(cell)
+        rows.append(row)
+    out += _table(["seed", *methods], rows)
+
+    out += ["## Mean ± standard deviation over seeds (%)", ""]
+    rows = []
+    for m in methods:
+        s = results["summary"][m]
+        rows.append([m, s["n"], f"{_fmt(s['top1_mean'], 2, 100)} ± {_fmt(s['top1_std'], 2, 100)}",
+                     f"{_fmt(s['top5_mean'], 2, 100)} ± {_fmt(s['top5_std'], 2, 100)}"])
+    out += _table(["method", "seeds", "top-1", "top-5"], rows)
+
+    out += [
+        "## Paired difference (method − baseline, percentage points)",
+        "",
+        f"Per seed the two methods share initial weights, batch order and data. CI: "
+        f"{int(results['confidence'] * 100)} % t interval over seeds; p: two-sided paired "
+        "t-test (`scipy.stats.ttest_rel`); n/a with one seed or identical differences.",
+        "",
+    ]
+    rows = []
+    for pair in results["paired"]:
+        for metric in ("top1", "top5"):
+            s = pair[metric]
+            wins = sum(d > 0 for d in s["diffs"])
+            losses = sum(d < 0 for d in s["diffs"])
+            rows.append([
+                f"{pair['method']} vs {pair['baseline']}", metric, s["n"],
+                _fmt(s["mean_diff"], 2, 100),
+                f"[{_fmt(s['ci_low'], 2, 100)}, {_fmt(s['ci_high'], 2, 100)}]",
+                _fmt_p(s["p_value"]), f"{wins}/{s['n'] - wins - losses}/{losses}",
+                ", ".join(_fmt(d, 2, 100) for d in s["diffs"]),
+            ])
+    out += _table(["comparison", "metric", "n", "mean diff", "95% CI", "p", "win/tie/loss",
+                   "per-seed diffs"], rows)
+
+    cost = results["cost"]
+    out += [
+        "## Cost",
+        "",
+        "Fit wall time excludes the per-epoch test evaluation used for the curves. Time ratio: "
+        "total fit time of the method over that of `ce` on the same seeds, measured in this "
+        "run after an untimed warm-up fit, methods alternating within each seed in an order "
+        f"rotated from seed to seed (per-seed ratios in results.json). Memory: "
+        f"{cost['memory_note']}",
+        "",
+    ]
+    rows = []
+    for m in methods:
+        c = cost["methods"][m]
+        row = [m, _fmt(c["fit_s_mean"], 1), _fmt(c["epoch_s_mean"], 2),
+               _fmt(c["ratio_to_ce"], 2), _fmt(c["peak_rss_mb"], 0), _fmt(c["rss_increase_mb"], 0)]
+        if cost["cuda"]:
+            row.append(_fmt(c.get("cuda_peak_mb"), 0))
+        rows.append(row)
+    header = ["method", "fit s (mean)", "s / epoch", "time ratio to ce", "peak RSS MB",
+              "peak RSS increase MB"]
+    out += _table(header + (["CUDA peak MB"] if cost["cuda"] else []), rows)
+    if results.get("prepare_s") is not None:
+        out += [f"Data preparation (loading, embedding or cache read): "
+                f"{_fmt(results['prepare_s'], 1)} s.", ""]
+
+    if results["refresh_timings"]:
+        out += ["## Refresh time split (median over refreshes of all seeds, seconds)", ""]
+        rows = []
+        for m, t in results["refresh_timings"].items():
+            rows.append([m, t["n_refreshes"],
+                         *(_fmt(t.get(history_key(k)), 3) for k in TIMING_KEYS)])
+        # refresh_s is the whole refresh, the others its steps.
+        names = [k.removesuffix("_s").replace("refresh", "total") for k in TIMING_KEYS]
+        out += _table(["method", "refreshes", *names], rows)
+
+        out += [
+            "## Clustering at each refresh (mean over seeds)",
+            "",
+            "Misclustered: fraction of training samples in a cluster owned by another class "
+            "(these get the LCC pull). Uncovered: classes owning no cluster. Largest: share of "
+            "samples in the largest cluster. No target: fraction of samples misclustered in a "
+            "class without a representative. Representatives: target candidates kept.",
+            "",
+        ]
+        for m, per_epoch in results["refresh_stats"].items():
+            out += [f"### {m}", ""]
+            keys = [k for k in STAT_KEYS if history_key(k) in per_epoch[0]]
+            rows = [[e["epoch"], *(_fmt(e[history_key(k)], STAT_LABELS[k][1]) for k in keys)]
+                    for e in per_epoch]
+            out += _table(["epoch", *(STAT_LABELS[k][0] for k in keys)], rows)
+
+    tuning = results.get("tuning")
+    if tuning:
+        out += ["## Tuning", ""]
+        if tuning.get("skipped"):
+            out += [f"Skipped: {tuning['skipped']}", ""]
+        else:
+            out += [
+                f"{tuning['n_trials']} Optuna trials per tuned method on a stratified "
+                f"{int(tuning['valid_fraction'] * 100)} % validation split carved from the "
+                f"training data (seed {tuning['seed']}); the test set is never seen. The best "
+                "parameters are then trained on the whole training data for every seed.",
+                "",
+            ]
+            rows = [[m, _fmt(t["best_valid_score"], 2, 100),
+                     ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in t["best_params"].items()),
+                     _fmt(t["search_s"], 0)]
+                    for m, t in tuning["methods"].items()]
+            out += _table(["method", "best valid top-1 %", "best parameters", "search s"], rows)
+
+    out += ["## Plots", ""]
+    out += [f"![{name}]({name})" for name in results["plots"]]
+    out.append("")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def plot_accuracy_curves(runs: Sequence[Mapping[str, Any]], methods: Sequence[str],
+                         path: Path) -> None:
+    """Plot test top-1 accuracy per epoch: mean over seeds, shaded min to max.
+
+    Parameters
+    ----------
+    runs : sequence of mapping
+        Each with ``method`` and ``history`` holding a ``test_acc`` list.
+    methods : sequence of str
+        Methods to draw, in legend order.
+    path : Path
+        PNG file to write.
+
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for m in methods:
+        curves = [r["history"]["test_acc"] for r in runs if r["method"] == m]
+        if not curves:
+            continue
+        length = min(len(c) for c in curves)
+        arr = np.asarray([c[:length] for c in curves], dtype=float) * 100
+        epochs = np.arange(1, length + 1)
+        (line,) = ax.plot(epochs, arr.mean(axis=0), label=f"{m} (n={len(curves)})")
+        if len(curves) > 1:
+            ax.fill_between(epochs, arr.min(axis=0), arr.max(axis=0), alpha=0.15,
+                            color=line.get_color())
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("test top-1 accuracy (%)")
+    ax.set_title("Test accuracy per epoch (for display only; never used for selection)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_refresh_diagnostics(refresh_stats: Mapping[str, Sequence[Mapping[str, float]]],
+                             path: Path, keys: Sequence[str] = STAT_KEYS) -> None:
+    """Plot clustering diagnostics per refresh epoch, one panel per key.
+
+    Parameters
+    ----------
+    refresh_stats : mapping of str to sequence of mapping
+        Per method, one row per refresh epoch with ``epoch`` and the history keys
+        (``lcc_<key>``) of ``keys``.
+    path : Path
+        PNG file to write.
+    keys : sequence of str, default=sklcc.diagnostics.STAT_KEYS
+        Diagnostics to draw, without the ``lcc_`` prefix.
+
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    n_cols = min(len(keys), 4)
+    n_rows = math.ceil(len(keys) / n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.6 * n_rows),
+                             squeeze=False)
+    for ax, key in zip(axes.flat, keys, strict=False):
+        for m, rows in refresh_stats.items():
+            ax.plot([r["epoch"] for r in rows], [r.get(history_key(key)) for r in rows],
+                    marker="o", label=m)
+        ax.set_xlabel("epoch of refresh")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(STAT_LABELS.get(key, (key,))[0])
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.set_visible(False)
+    axes[0][0].legend()
+    fig.suptitle("LCC clustering at each refresh (mean over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
