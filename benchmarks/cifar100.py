@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
+
 from lccbench.config import parse_args, resolve_config
 from lccbench.data import prepare_data, stratified_subset
 from lccbench.measure import PeakMemory, machine_info
@@ -55,14 +57,12 @@ from lccbench.report import (
     render_markdown,
 )
 from lccbench.stats import summarize, topk_accuracy
-from tqdm.auto import tqdm
-
 from sklcc import CenterLossClassifier, LCCClassifier
-from sklcc.diagnostics import REFRESH_KEYS, history_key
+from sklcc.diagnostics import REFRESH_KEYS, history_key, term_key
 
 #: Per-epoch history kept for each run: the losses, each penalty's term, the curves.
 EPOCH_KEYS = ("epoch", "train_loss", "dur", "test_acc", "test_eval_s",
-              *(f"train_{cls.penalty_name}" for cls in (LCCClassifier, CenterLossClassifier)))
+              *(term_key(cls.penalty_name) for cls in (LCCClassifier, CenterLossClassifier)))
 
 
 def fit_one(method: str, seed: int, cfg: dict[str, Any], data: dict[str, Any],

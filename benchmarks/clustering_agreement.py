@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.metrics import adjusted_rand_score
+
 from lccbench.config import parse_args, resolve_config
 from lccbench.data import prepare_data
 from lccbench.methods import make_estimator
-from sklearn.metrics import adjusted_rand_score
-
 from sklcc.clustering import cluster_latents
 from sklcc.matching import correctly_clustered, match_clusters
 

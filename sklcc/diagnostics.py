@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["STAT_KEYS", "TIMING_KEYS", "REFRESH_KEYS", "history_key", "refresh_stats"]
+__all__ = ["STAT_KEYS", "TIMING_KEYS", "REFRESH_KEYS", "history_key", "refresh_stats",
+           "term_key"]
 
 #: Clustering statistics of every refresh (see :func:`refresh_stats`).
 STAT_KEYS = ("n_clusters", "modularity", "misclustered", "uncovered_classes",
@@ -30,6 +31,18 @@ def history_key(key: str) -> str:
 
     """
     return f"lcc_{key}"
+
+
+def term_key(penalty_name: str) -> str:
+    """Name of a penalty's unweighted per-epoch term in ``net.history``.
+
+    Examples
+    --------
+    >>> term_key("center")
+    'train_center'
+
+    """
+    return f"train_{penalty_name}"
 
 
 def refresh_stats(

@@ -33,6 +33,7 @@ from skorch.exceptions import NotFittedError
 from skorch.utils import to_numpy
 from threadpoolctl import threadpool_limits
 
+from .diagnostics import term_key
 from .latents import LatentRecorder
 from .seeding import torch_seed
 from .validation import check_X, encode_labels
@@ -168,7 +169,7 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
             _accuracy_on_codes, name="valid_acc", lower_is_better=False
         )
         print_log = callbacks.pop("print_log")
-        term = f"train_{self.penalty_name}"
+        term = term_key(self.penalty_name) if self.penalty_name else None
         extra = [(term, PassthroughScoring(name=term, on_train=True))] if self.penalty_name else []
         return list(callbacks.items()) + extra + [("print_log", print_log)]
 
@@ -300,7 +301,7 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
         if not training or state is None or state.recorder is None or not self.penalty_name:
             return loss
         term = self.penalty_term(y_true) if self.penalty_weight else None
-        self.history.record_batch(f"train_{self.penalty_name}",
+        self.history.record_batch(term_key(self.penalty_name),
                                   0.0 if term is None else term.item())
         return loss if term is None else loss + self.penalty_weight * term
 

@@ -13,15 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from sklearn.datasets import load_digits
+
 from lccbench import report, stats
 from lccbench.config import parse_args, resolve_config
 from lccbench.methods import make_estimator
 from lccbench.models import HIDDEN_LAYER, parse_finetune
-from sklearn.datasets import load_digits
-
 from sklcc import CenterLossClassifier, LatentPenaltyClassifier, LCCClassifier
-from sklcc.center_loss import center_loss
 from sklcc.diagnostics import STAT_KEYS, TIMING_KEYS, history_key
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,14 +91,7 @@ def test_topk_accuracy_known_answer():
         stats.topk_accuracy(proba, y[:2])
 
 
-def test_center_loss_and_finetune_parsing():
-    # center_loss is sklcc's (the benchmark's copy was removed); its gradient is checked here
-    z = torch.tensor([[1.0, 1.0], [0.0, 2.0]], requires_grad=True)
-    centers = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
-    loss = center_loss(z, centers, torch.tensor([0, 1]))
-    assert float(loss.detach()) == pytest.approx(0.5 * (1.0 + 4.0) / 2)
-    loss.backward()
-    assert torch.allclose(z.grad, torch.tensor([[0.0, 0.5], [0.0, 1.0]]))
+def test_finetune_parsing():
     assert parse_finetune("head") == ("head", None)
     assert parse_finetune("last-blocks:3") == ("last-blocks", 3)
     for bad in ("last-blocks:0", "last-blocks:x", "partial"):

@@ -14,7 +14,7 @@ from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 from skorch.dataset import ValidSplit
 
-from sklcc import CenterLossClassifier, LatentPenaltyClassifier, LCCClassifier
+from sklcc import LatentPenaltyClassifier, LCCClassifier
 
 
 class MLP(torch.nn.Module):
@@ -252,17 +252,3 @@ def test_base_alone_is_the_seeded_cross_entropy_baseline(digits):
                                    train_split=None, random_state=0, verbose=0).fit(X, y)
     zero = lcc(lcc_weight=0.0).fit(X, y)
     assert np.array_equal(base.predict_proba(X), zero.predict_proba(X))
-
-
-def test_center_loss_pulls_latents_towards_their_centers(digits):
-    X, y = digits
-    strong = CenterLossClassifier(MLP, center_layer="hidden", center_weight=1.0, max_epochs=4,
-                                  lr=0.1, train_split=None, random_state=0, verbose=0).fit(X, y)
-    assert strong.centers_.weight.shape == (10, 32)
-    losses = strong.history[:, "train_center"]
-    assert losses[-1] < losses[0]
-    # the centers' group has its own learning rate and no weight decay
-    group = strong.optimizer_.param_groups[-1]
-    assert group["lr"] == 0.01 and group["weight_decay"] == 0.0
-    with pytest.raises(ValueError, match="center_weight=-1"):
-        CenterLossClassifier(MLP, center_weight=-1).fit(X, y)

@@ -9,8 +9,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
-from sklcc.images import ImageEmbedder, load_dataset
-from sklcc.images.datasets import default_cache_dir
+from sklcc.images import ImageEmbedder, default_cache_dir, load_dataset
 
 from .models import parse_finetune
 

@@ -21,8 +21,7 @@ from skorch.callbacks import Callback
 from torch import nn
 
 from sklcc.diagnostics import history_key
-from sklcc.images import ImagePreprocess
-from sklcc.images.backbones import load_backbone, split_backbone
+from sklcc.images import ImagePreprocess, load_backbone, split_backbone
 
 __all__ = ["HIDDEN_LAYER", "EpochProgress", "FineTuneNet", "MLPHead", "TestAccuracy",
            "parse_finetune"]

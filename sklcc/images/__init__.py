@@ -11,8 +11,10 @@ to turn images into inputs a classifier can be fine-tuned on:
   transformer from images to backbone features.
 """
 
-from .datasets import load_dataset
+from .backbones import load_backbone, split_backbone
+from .datasets import default_cache_dir, load_dataset
 from .embedding import ImageEmbedder
 from .preprocess import ImagePreprocess
 
-__all__ = ["ImageEmbedder", "ImagePreprocess", "load_dataset"]
+__all__ = ["ImageEmbedder", "ImagePreprocess", "default_cache_dir", "load_backbone",
+           "load_dataset", "split_backbone"]

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.utils import _safe_indexing
+
+from sklcc.compat import safe_indexing
 
 __all__ = ["FoldScore", "iter_fold_scores"]
 
@@ -105,12 +106,12 @@ def iter_fold_scores(
     for train, test in cv.split(X, y, groups):
         model = clone(estimator).set_params(**params)
         fold_fit_params = {
-            key: _safe_indexing(value, train) if _is_per_sample(value, n_samples) else value
+            key: safe_indexing(value, train) if _is_per_sample(value, n_samples) else value
             for key, value in fit_params.items()
         }
         start = time.perf_counter()
         try:
-            model.fit(_safe_indexing(X, train), _safe_indexing(y, train), **fold_fit_params)
+            model.fit(safe_indexing(X, train), safe_indexing(y, train), **fold_fit_params)
         except Exception as err:
             if isinstance(error_score, str):  # "raise"
                 raise
@@ -119,7 +120,7 @@ def iter_fold_scores(
             continue
         fitted = time.perf_counter()
         try:
-            score = scorer(model, _safe_indexing(X, test), _safe_indexing(y, test))
+            score = scorer(model, safe_indexing(X, test), safe_indexing(y, test))
         except Exception as err:
             if isinstance(error_score, str):
                 raise

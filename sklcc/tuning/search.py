@@ -22,10 +22,10 @@ from sklearn.exceptions import FitFailedWarning
 from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.model_selection import StratifiedKFold, check_cv
 from sklearn.utils import get_tags, indexable
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
+from sklcc.compat import HasMethods, Interval, StrOptions
 from sklcc.tuning.cv import FoldScore, iter_fold_scores
 from sklcc.tuning.quota import TrialFailed, finished_trials, run_until_quota
 from sklcc.tuning.results import CV_FOLDS, cv_results_from_trials

@@ -9,7 +9,11 @@ from pathlib import Path
 import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages import RetryHeartbeatStaleTrialCallback as _RetryStale
+
+try:  # Optuna 5 renamed the callback that re-queues a stale trial
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as _RetryStale
+except ImportError:  # Optuna 4
+    from optuna.storages import RetryFailedTrialCallback as _RetryStale
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 
 __all__ = ["open_storage"]
