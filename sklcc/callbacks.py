@@ -15,8 +15,9 @@ __all__ = ["REFRESH_PARAMS", "LatentClusterRefresh"]
 
 #: The net's parameters passed, under the same names, to
 #: :func:`~sklcc.refresh.refresh_clusters`.
-REFRESH_PARAMS = ("n_neighbors", "louvain_resolution", "n_representatives",
-                  "cluster_sample_size", "cluster_n_components", "louvain_backend")
+REFRESH_PARAMS = ("n_neighbors", "louvain_resolution", "n_representatives", "lcc_target",
+                  "lcc_target_k", "cluster_sample_size", "cluster_n_components",
+                  "louvain_backend")
 
 
 class LatentClusterRefresh(Callback):

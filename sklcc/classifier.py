@@ -20,7 +20,7 @@ from .diagnostics import REFRESH_KEYS, history_key
 from .latents import collect_latents, resolve_latent_layers
 from .loss import lcc_loss
 from .penalty import LatentPenaltyClassifier
-from .validation import check_integer, check_louvain_backend, check_real
+from .validation import check_integer, check_louvain_backend, check_real, check_target
 
 __all__ = ["LCCClassifier"]
 
@@ -43,8 +43,9 @@ class LCCClassifier(LatentPenaltyClassifier):
     lcc_layers : str, list of str or None, default=None
         Named submodules whose outputs are the latents (``"name:input"`` takes the
         module's input). None takes the input of the last ``nn.Linear``, i.e. the
-        penultimate representation. Several layers are clustered separately and
-        their terms averaged.
+        penultimate representation. The name of the last ``nn.Linear`` itself takes
+        its output, the logits: the published "head" placement. Several layers are
+        clustered separately and their terms averaged.
     lcc_weight : float, default=0.1
         Weight of the clustering term; 0 trains exactly like ``NeuralNetClassifier``.
     n_neighbors : int, default=10
@@ -53,7 +54,17 @@ class LCCClassifier(LatentPenaltyClassifier):
         Louvain resolution: higher gives more, smaller clusters.
     n_representatives : int or None, default=32
         Correctly clustered samples drawn (seeded, without replacement) per cluster
-        as targets; None uses all of them.
+        as targets of ``lcc_target="nearest"``; None uses all of them. Must be None
+        with ``"knn-mean"``, which takes every correctly clustered sample.
+    lcc_target : {"nearest", "knn-mean"}, default="nearest"
+        Where a misclustered sample of class ``c`` is pulled. ``"nearest"``: the
+        nearest representative of ``c``. ``"knn-mean"``: the published exact target;
+        each cluster owned by ``c`` proposes the mean of its ``lcc_target_k``
+        correctly clustered samples nearest to the sample (all of them when it has
+        fewer), and the nearest proposal wins.
+    lcc_target_k : int or None, default=None
+        ``k`` of ``"knn-mean"``; None uses ``n_neighbors``, as the published code
+        shares one ``k`` between the graph and the target. Only for ``"knn-mean"``.
     lcc_warmup : int, default=1
         Epochs of plain training before the first refresh.
     lcc_interval : int, default=1
@@ -131,6 +142,8 @@ class LCCClassifier(LatentPenaltyClassifier):
         n_neighbors: int = 10,
         louvain_resolution: float = 1.0,
         n_representatives: int | None = 32,
+        lcc_target: str = "nearest",
+        lcc_target_k: int | None = None,
         lcc_warmup: int = 1,
         lcc_interval: int = 1,
         cluster_sample_size: int | None = 5000,
@@ -145,6 +158,8 @@ class LCCClassifier(LatentPenaltyClassifier):
         self.n_neighbors = n_neighbors
         self.louvain_resolution = louvain_resolution
         self.n_representatives = n_representatives
+        self.lcc_target = lcc_target
+        self.lcc_target_k = lcc_target_k
         self.lcc_warmup = lcc_warmup
         self.lcc_interval = lcc_interval
         self.cluster_sample_size = cluster_sample_size
@@ -178,6 +193,7 @@ class LCCClassifier(LatentPenaltyClassifier):
                    hint="1.0 is standard Louvain; larger gives more clusters")
         check_integer("n_neighbors", self.n_neighbors, 1)
         check_integer("n_representatives", self.n_representatives, 1, allow_none=True)
+        check_target(self.lcc_target, self.lcc_target_k, self.n_representatives)
         check_integer("lcc_warmup", self.lcc_warmup, 0)
         check_integer("lcc_interval", self.lcc_interval, 1)
         check_integer("cluster_sample_size", self.cluster_sample_size, self.n_neighbors + 1,
@@ -252,7 +268,7 @@ class LCCClassifier(LatentPenaltyClassifier):
                 continue
             # Only the misclustered rows (and their targets) leave the device.
             z_mc = z.index_select(0, torch.from_numpy(rows).to(z.device))
-            targets, found = state.representatives.query(
+            targets, found = state.targets.query(
                 z_mc.detach().float().cpu().numpy(), y_np[rows]
             )
             # Classes owning no cluster have no target; the mask is left out when every

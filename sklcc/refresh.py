@@ -19,7 +19,7 @@ import numpy as np
 from .clustering import cluster_latents
 from .diagnostics import refresh_stats
 from .matching import correctly_clustered, match_clusters
-from .representatives import RepresentativeIndex, select_representatives
+from .representatives import KnnMeanTargets, RepresentativeIndex, select_representatives
 
 __all__ = ["ClusterState", "refresh_clusters"]
 
@@ -36,8 +36,8 @@ class ClusterState:
         Class owning each cluster.
     correct : ndarray of shape (n_samples,), bool
         Correctly clustered flags, in dataset order.
-    representatives : RepresentativeIndex
-        Targets per class.
+    targets : RepresentativeIndex or KnnMeanTargets
+        What the misclustered samples are pulled towards (``query(Z, y)``).
     stats : dict
         Diagnostics (:func:`~sklcc.diagnostics.refresh_stats`).
     timings : dict
@@ -48,7 +48,7 @@ class ClusterState:
     labels: np.ndarray
     owner: np.ndarray
     correct: np.ndarray
-    representatives: RepresentativeIndex
+    targets: RepresentativeIndex | KnnMeanTargets
     stats: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
 
@@ -61,6 +61,7 @@ class ClusterState:
 def refresh_clusters(
     Z: np.ndarray, y: np.ndarray, n_classes: int, *, n_neighbors: int = 10,
     louvain_resolution: float = 1.0, n_representatives: int | None = 32,
+    lcc_target: str = "nearest", lcc_target_k: int | None = None,
     cluster_sample_size: int | None = 5000, cluster_n_components: int | None = 64,
     louvain_backend: str | None = None, random_state: int | np.random.Generator = 0,
 ) -> ClusterState:
@@ -82,7 +83,13 @@ def refresh_clusters(
     louvain_resolution : float, default=1.0
         Louvain resolution.
     n_representatives : int or None, default=32
-        Representatives drawn per cluster; None keeps all correctly clustered samples.
+        Representatives drawn per cluster; None keeps all correctly clustered samples
+        (and must be None with ``lcc_target="knn-mean"``).
+    lcc_target : {"nearest", "knn-mean"}, default="nearest"
+        The nearest representative, or the published mean of the ``lcc_target_k``
+        nearest candidates per owned cluster (:mod:`~sklcc.representatives`).
+    lcc_target_k : int or None, default=None
+        ``k`` of ``"knn-mean"``; None takes ``n_neighbors``, as the published code does.
     cluster_sample_size : int or None, default=5000
         Size of the clustered subsample (see :func:`~sklcc.clustering.cluster_latents`).
     cluster_n_components : int or None, default=64
@@ -120,8 +127,14 @@ def refresh_clusters(
     t0 = time.perf_counter()
     owner = match_clusters(labels, y, n_classes)
     correct = correctly_clustered(labels, y, owner)
-    chosen = select_representatives(labels, correct, n_representatives, rng)
-    targets = RepresentativeIndex(Z[chosen], y[chosen], random_state=seed)
+    if lcc_target == "knn-mean":
+        candidates = np.flatnonzero(correct)
+        k = n_neighbors if lcc_target_k is None else lcc_target_k
+        targets = KnnMeanTargets(Z[candidates], labels[candidates], y[candidates], k=k,
+                                 random_state=seed)
+    else:
+        chosen = select_representatives(labels, correct, n_representatives, rng)
+        targets = RepresentativeIndex(Z[chosen], y[chosen], random_state=seed)
     timings["index_s"] = time.perf_counter() - t0
     stats = refresh_stats(labels, y, owner, correct, np.isin(y, targets.classes_), n_classes,
                           q, len(targets))

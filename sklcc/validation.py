@@ -18,6 +18,8 @@ from skorch.utils import is_dataset, to_numpy
 
 __all__ = [
     "check_integer",
+    "check_louvain_backend",
+    "check_target",
     "check_real",
     "check_X",
     "class_codes",
@@ -216,4 +218,37 @@ def check_louvain_backend(louvain_backend: str | None) -> None:
             f"louvain_backend={louvain_backend!r} is not an installed networkx backend that "
             f"implements Louvain; installed: {available}. Install the backend or pass "
             "None (networkx's own implementation)."
+        )
+
+
+#: The targets ``lcc_target`` may name (:mod:`~sklcc.representatives`).
+LCC_TARGETS = ("nearest", "knn-mean")
+
+
+def check_target(lcc_target: Any, lcc_target_k: Any, n_representatives: Any) -> None:
+    """Raise unless the target parameters name a target and agree with each other.
+
+    Examples
+    --------
+    >>> check_target("knn-mean", 50, 32)
+    Traceback (most recent call last):
+    ...
+    ValueError: lcc_target='knn-mean' takes every correctly clustered sample as a candidate, so n_representatives must be None (got 32); pass n_representatives=None, or lcc_target='nearest' to draw representatives.
+
+    """  # noqa: E501
+    if lcc_target not in LCC_TARGETS:
+        raise ValueError(
+            f"lcc_target={lcc_target!r} is invalid: expected one of {list(LCC_TARGETS)}."
+        )
+    check_integer("lcc_target_k", lcc_target_k, 1, allow_none=True)
+    if lcc_target == "nearest" and lcc_target_k is not None:
+        raise ValueError(
+            f"lcc_target_k={lcc_target_k!r} applies to lcc_target='knn-mean' only; pass "
+            "lcc_target_k=None with 'nearest', or lcc_target='knn-mean'."
+        )
+    if lcc_target == "knn-mean" and n_representatives is not None:
+        raise ValueError(
+            "lcc_target='knn-mean' takes every correctly clustered sample as a candidate, "
+            f"so n_representatives must be None (got {n_representatives!r}); pass "
+            "n_representatives=None, or lcc_target='nearest' to draw representatives."
         )

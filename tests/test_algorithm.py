@@ -267,7 +267,7 @@ def test_refresh_flags_planted_mislabels():
     assert state.stats["uncovered_classes"] == 0
     assert state.stats["n_clusters"] == 4
     assert state.stats["largest_cluster"] == pytest.approx(0.25)
-    assert len(state.representatives) == 20
+    assert len(state.targets) == 20
     assert set(state.timings) == {"graph_s", "communities_s", "assign_s", "index_s"}
 
 
@@ -278,7 +278,7 @@ def test_refresh_reports_uncovered_classes_and_missing_targets():
     state = refresh_clusters(Z, y, 4, n_neighbors=8, random_state=0)
     assert state.stats["uncovered_classes"] == 1
     assert state.stats["no_target"] == pytest.approx(10 / len(y))
-    _, found = state.representatives.query(Z[:10], y[:10])
+    _, found = state.targets.query(Z[:10], y[:10])
     assert not found.any()
 
 
@@ -287,7 +287,7 @@ def test_refresh_is_deterministic():
     a = refresh_clusters(Z, y, 4, cluster_sample_size=300, random_state=5)
     b = refresh_clusters(Z, y, 4, cluster_sample_size=300, random_state=5)
     assert (a.labels == b.labels).all()
-    assert (a.representatives.latents == b.representatives.latents).all()
+    assert (a.targets.latents == b.targets.latents).all()
 
 
 def test_subsampled_clustering_agrees_with_full():
@@ -325,7 +325,7 @@ def test_projected_clustering_agrees_and_keeps_full_targets():
     )
     assert adjusted_rand_score(whole.labels, projected.labels) > 0.95
     assert np.flatnonzero(projected.misclustered).tolist() == planted.tolist()
-    assert projected.representatives.latents.shape[1] == 32  # targets in the latent space
+    assert projected.targets.latents.shape[1] == 32  # targets in the latent space
 
 
 def test_refresh_handles_identical_latents():

@@ -106,7 +106,7 @@ def test_misclustered_samples_get_a_target_of_their_own_class():
     net = LCCClassifier(FixedLatent, lcc_layers=["embed"], max_epochs=2, lr=0.01, n_neighbors=8,
                         train_split=None, random_state=0, verbose=0).fit(X, y)
     state = net.lcc_states_["embed"]
-    targets, found = state.representatives.query(X[planted, :2], y[planted])
+    targets, found = state.targets.query(X[planted, :2], y[planted])
     assert found.all()
     centers = np.array([[0, 0], [40, 0], [0, 40], [40, 40]])
     assert (np.linalg.norm(targets - centers[y[planted]], axis=1) < 5).all()
@@ -186,13 +186,13 @@ def test_default_layer_is_input_of_last_linear(digits):
     X, y = digits
     net = small(lcc_layers=None).fit(X, y)
     assert net.lcc_layers_ == ["out:input"]
-    assert net.lcc_states_["out:input"].representatives.latents.shape[1] == 32
+    assert net.lcc_states_["out:input"].targets.latents.shape[1] == 32
 
 
 def test_projected_clustering_in_the_estimator(digits):
     X, y = digits
     net = small(cluster_n_components=8).fit(X, y)
-    assert net.lcc_states_["out:input"].representatives.latents.shape[1] == 32
+    assert net.lcc_states_["out:input"].targets.latents.shape[1] == 32
     assert 0 < net.history[-1, "lcc_n_clusters"]
 
 
