@@ -125,7 +125,7 @@ def to_markdown(rows: list[dict]) -> str:
     lines = [
         "| N | k | edges | kNN s | nk build s | nk total s | nk Q | nk comms | "
         "nx build s | nx total s | nx Q | nx comms | ARI nk-nx | speed-up | ARI nk-classes | "
-        "peak MB |",
+        "process peak MB so far |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes = []
