@@ -8,6 +8,7 @@ import numpy as np
 from skorch.callbacks import Callback
 from threadpoolctl import threadpool_limits
 
+from .communities import resolve_louvain_backend
 from .diagnostics import STAT_KEYS, history_key
 from .refresh import refresh_clusters
 
@@ -77,3 +78,4 @@ class LatentClusterRefresh(Callback):
         for key in ("graph_s", "communities_s", "assign_s", "index_s"):
             record(history_key(key), sum(s.timings[key] for s in states.values()))
         record(history_key("refresh_s"), time.perf_counter() - start)
+        record(history_key("louvain_backend"), resolve_louvain_backend(net.louvain_backend))

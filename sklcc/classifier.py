@@ -16,11 +16,12 @@ from skorch.callbacks import PrintLog
 from skorch.utils import to_numpy
 
 from .callbacks import LatentClusterRefresh
+from .communities import resolve_louvain_backend
 from .diagnostics import REFRESH_KEYS, history_key
 from .latents import collect_latents, resolve_latent_layers
 from .loss import lcc_loss
 from .penalty import LatentPenaltyClassifier
-from .validation import check_integer, check_louvain_backend, check_real, check_target
+from .validation import check_integer, check_real, check_target
 
 __all__ = ["LCCClassifier"]
 
@@ -79,7 +80,10 @@ class LCCClassifier(LatentPenaltyClassifier):
         clustering; latents of at most this width are used as they are. None keeps
         the latents whole. Targets and the loss always use the full latents.
     louvain_backend : str, optional
-        networkx dispatch backend for Louvain (for example ``"cugraph"``).
+        Louvain engine: None for the default (networkit's PLM where installed, else
+        networkx), ``"networkit"``, ``"networkx"``, or another networkx dispatch
+        backend (for example ``"cugraph"`` with nx-cugraph on a GPU machine). The
+        engine that ran is recorded in history as ``lcc_louvain_backend``.
     random_state : int or None, default=None
         Seeds torch (module initialisation, shuffling, dropout) for the duration of
         ``fit`` without touching the global generator afterwards, and the
@@ -199,7 +203,7 @@ class LCCClassifier(LatentPenaltyClassifier):
         check_integer("cluster_sample_size", self.cluster_sample_size, self.n_neighbors + 1,
                       allow_none=True)
         check_integer("cluster_n_components", self.cluster_n_components, 1, allow_none=True)
-        check_louvain_backend(self.louvain_backend)
+        resolve_louvain_backend(self.louvain_backend)  # raises for an unknown engine
 
     def penalty_layers(self) -> list[str]:
         """Resolve ``lcc_layers`` against the module (stored as ``lcc_layers_``)."""

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["STAT_KEYS", "TIMING_KEYS", "REFRESH_KEYS", "history_key", "refresh_stats",
-           "term_key"]
+__all__ = ["ENGINE_KEYS", "REFRESH_KEYS", "STAT_KEYS", "TIMING_KEYS", "history_key",
+           "refresh_stats", "term_key"]
 
 #: Clustering statistics of every refresh (see :func:`refresh_stats`).
 STAT_KEYS = ("n_clusters", "modularity", "misclustered", "uncovered_classes",
              "largest_cluster", "no_target", "n_representatives")
 #: Seconds of each refresh step; ``refresh_s`` is the whole refresh.
 TIMING_KEYS = ("latents_s", "graph_s", "communities_s", "assign_s", "index_s", "refresh_s")
+#: What ran: the Louvain engine's name.
+ENGINE_KEYS = ("louvain_backend",)
 #: Every per-refresh key, as written to ``net.history`` (each prefixed ``lcc_``).
-REFRESH_KEYS = STAT_KEYS + TIMING_KEYS
+REFRESH_KEYS = STAT_KEYS + TIMING_KEYS + ENGINE_KEYS
 
 
 def history_key(key: str) -> str:

@@ -18,7 +18,6 @@ from skorch.utils import is_dataset, to_numpy
 
 __all__ = [
     "check_integer",
-    "check_louvain_backend",
     "check_target",
     "check_real",
     "check_X",
@@ -206,19 +205,6 @@ def encode_labels(
             "classifier needs at least two classes."
         )
     return label_classes, class_codes(label_classes, y_arr)
-
-
-def check_louvain_backend(louvain_backend: str | None) -> None:
-    """Raise unless ``louvain_backend`` is None or an installed networkx Louvain backend."""
-    import networkx as nx
-
-    available = sorted(getattr(nx.community.louvain_communities, "backends", {"networkx"}))
-    if louvain_backend is not None and louvain_backend not in available:
-        raise ValueError(
-            f"louvain_backend={louvain_backend!r} is not an installed networkx backend that "
-            f"implements Louvain; installed: {available}. Install the backend or pass "
-            "None (networkx's own implementation)."
-        )
 
 
 #: The targets ``lcc_target`` may name (:mod:`~sklcc.representatives`).
