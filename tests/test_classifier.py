@@ -196,6 +196,24 @@ def test_projected_clustering_in_the_estimator(digits):
     assert 0 < net.history[-1, "lcc_n_clusters"]
 
 
+def test_published_configuration_on_the_logits(digits):
+    # The published "head" placement: the output of the last Linear, i.e. the logits
+    # (before the softmax), with the knn-mean target and full clustering.
+    X, y = digits
+    net = small(lcc_layers=["out"], lcc_target="knn-mean", n_representatives=None,
+                n_neighbors=5, cluster_sample_size=None, cluster_n_components=None).fit(X, y)
+    state = net.lcc_states_["out"]
+    assert state.targets.k == 5 and state.targets.latents.shape[1] == 10
+    assert len(state.targets) == (~state.misclustered).sum()  # every CC sample counts
+    with LatentRecorder(net.module_, ["out"]) as recorder:
+        Z, _ = latents.collect_latents(net, net.get_dataset(X, y), recorder)
+    module = net.module_.eval()
+    with torch.no_grad():
+        logits = module.out(module.hidden(torch.from_numpy(X))).numpy()
+    np.testing.assert_allclose(Z["out"], logits, rtol=1e-5, atol=1e-6)
+    assert net.history[-1, "train_lcc"] > 0
+
+
 def test_several_layers_are_clustered_separately(digits):
     X, y = digits
     net = small(lcc_layers=["hidden.0", "hidden"]).fit(X, y)
@@ -260,6 +278,11 @@ def test_float64_input_is_cast_to_float32(digits):
         ({"cluster_n_components": 0}, "cluster_n_components=0"),
         ({"louvain_backend": "no-such-backend"}, "louvain_backend='no-such-backend'"),
         ({"lcc_layers": []}, "lcc_layers=\\[\\]"),
+        ({"lcc_target": "mean"}, "lcc_target='mean' is invalid"),
+        ({"lcc_target_k": 5}, "lcc_target_k=5 applies to lcc_target='knn-mean' only"),
+        ({"lcc_target": "knn-mean"}, "n_representatives must be None \\(got 32\\)"),
+        ({"lcc_target": "knn-mean", "n_representatives": None, "lcc_target_k": 0},
+         "lcc_target_k=0"),
     ],
 )
 def test_bad_parameters_fail_before_training(digits, params, match):
