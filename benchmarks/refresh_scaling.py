@@ -52,23 +52,33 @@ def _peak_mb() -> float:
 
 
 def measure_sklcc(n: int, d: int, cluster_sample_size: int | None,
-                  cluster_n_components: int | None = None, seed: int = 0) -> dict:
+                  cluster_n_components: int | None = None, seed: int = 0, *,
+                  n_neighbors: int = 10, louvain_backend: str | None = None,
+                  lcc_target: str = "nearest") -> dict:
     """One sklcc refresh (the estimator's defaults otherwise); seconds per step, peak memory."""
+    from sklcc.communities import resolve_louvain_backend
     from sklcc.refresh import refresh_clusters
 
     Z, y = synthetic_latents(n, d, seed)
     base_mb = _peak_mb()
     start = time.perf_counter()
+    knn_mean = lcc_target == "knn-mean"
     state = refresh_clusters(Z, y, N_CLASSES, cluster_sample_size=cluster_sample_size,
-                             cluster_n_components=cluster_n_components, random_state=seed)
+                             cluster_n_components=cluster_n_components, random_state=seed,
+                             n_neighbors=n_neighbors, louvain_backend=louvain_backend,
+                             lcc_target=lcc_target,
+                             n_representatives=None if knn_mean else 32)
     total = time.perf_counter() - start
     probe = Z[:: max(1, n // 2048)][:2048]
     start = time.perf_counter()
-    state.representatives.query(probe, y[:: max(1, n // 2048)][:2048])
+    state.targets.query(probe, y[:: max(1, n // 2048)][:2048])
     query_us = (time.perf_counter() - start) / len(probe) * 1e6
     projected = cluster_n_components is not None and cluster_n_components < d
     method = f"sklcc+pca{cluster_n_components}" if projected else "sklcc"
+    engine = resolve_louvain_backend(louvain_backend)
+    method += f" [{engine}, k={n_neighbors}{', knn-mean' if knn_mean else ''}]"
     return {"method": method, "n": n, "d": d, "cluster_sample_size": cluster_sample_size,
+            "n_neighbors": n_neighbors, "louvain_backend": engine,
             "cluster_n_components": cluster_n_components, "refresh_s": total,
             **state.timings, **{f"stat_{k}": v for k, v in state.stats.items()},
             "target_query_us": query_us, "peak_mb": _peak_mb(), "data_peak_mb": base_mb,
@@ -92,7 +102,7 @@ def measure_reference(n: int, d: int, seed: int = 0) -> dict:
     key = np.unique(lo * n + hi)
     edges = np.stack([key // n, key % n], axis=1)
     t1 = time.perf_counter()
-    labels = louvain_labels(edges, n, random_state=seed)
+    labels = louvain_labels(edges, n, random_state=seed, louvain_backend="networkx")
     t2 = time.perf_counter()
     correct = correctly_clustered(labels, y, match_clusters(labels, y, N_CLASSES))
     # exact target index: every correctly clustered sample of each class
@@ -116,22 +126,25 @@ def run(args: argparse.Namespace) -> list[dict]:
     from sklearn.metrics import adjusted_rand_score
     from tqdm import tqdm
 
-    jobs = [("sklcc", n, d) for n in args.n for d in args.d for _ in range(args.repeats)]
-    jobs += [("reference", n, d) for n in args.n for d in args.d
+    jobs = [("sklcc", n, d, engine) for n in args.n for d in args.d
+            for engine in args.louvain_backends for _ in range(args.repeats)]
+    jobs += [("reference", n, d, "networkx") for n in args.n for d in args.d
              if n <= args.reference_max_n and d <= args.reference_max_d
              and not args.skip_reference]
-    jobs += [("full", n, d) for n in args.n for d in args.d if n <= args.ari_max_n]
+    jobs += [("full", n, d, None) for n in args.n for d in args.d if n <= args.ari_max_n]
     rows = []
     ctx = get_context("spawn")
-    for kind, n, d in tqdm(jobs, desc="refresh scaling"):
+    for kind, n, d, engine in tqdm(jobs, desc="refresh scaling"):
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             if kind == "sklcc":
                 row = pool.submit(measure_sklcc, n, d, args.cluster_sample_size,
-                                  args.cluster_n_components).result()
+                                  args.cluster_n_components, n_neighbors=args.n_neighbors,
+                                  louvain_backend=engine, lcc_target=args.lcc_target).result()
             elif kind == "reference":
                 row = pool.submit(measure_reference, n, d).result()
-            else:
-                row = pool.submit(measure_sklcc, n, d, None).result()
+            else:  # the full clustering, in the full latent space, for the ARI
+                row = pool.submit(measure_sklcc, n, d, None, None,
+                                  n_neighbors=args.n_neighbors).result()
                 row["method"] = "sklcc-full"
         rows.append(row)
     rows = _median_of_repeats(rows)
@@ -204,6 +217,13 @@ def main(argv=None) -> None:
     parser.add_argument("--cluster-n-components", type=int,
                         default=defaults["cluster_n_components"],
                         help="PCA components before graph and assignment (0 for none)")
+    parser.add_argument("--n-neighbors", type=int, default=defaults["n_neighbors"])
+    parser.add_argument("--lcc-target", default=defaults["lcc_target"],
+                        choices=["nearest", "knn-mean"])
+    parser.add_argument("--louvain-backends", nargs="+", default=[None],
+                        type=lambda s: None if s == "default" else s,
+                        help="Louvain engines to time side by side ('default' = the "
+                             "estimator's default engine)")
     parser.add_argument("--skip-reference", action="store_true",
                         help="do not time the exact reference approach")
     parser.add_argument("--reference-max-n", type=int, default=50_000,

@@ -12,13 +12,17 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_refresh_scaling_runs_and_reports(tmp_path):
     subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "refresh_scaling.py"), "--n", "1200",
-         "--d", "8", "--cluster-sample-size", "600", "--repeats", "2", "--out", str(tmp_path)],
+         "--d", "8", "--cluster-sample-size", "600", "--repeats", "2",
+         "--louvain-backends", "networkx", "networkit", "--out", str(tmp_path)],
         check=True, capture_output=True, timeout=300,
     )
     report = json.loads((tmp_path / "refresh_scaling.json").read_text())
     rows = {r["method"]: r for r in report["rows"]}
-    assert set(rows) == {"sklcc", "reference", "sklcc-full"}
-    sk = rows["sklcc"]
+    assert set(rows) == {"sklcc [networkx, k=10]", "sklcc [networkit, k=10]", "reference",
+                         "sklcc-full"}
+    assert rows["sklcc [networkx, k=10]"]["louvain_backend"] == "networkx"
+    sk = rows["sklcc [networkit, k=10]"]
+    assert sk["louvain_backend"] == "networkit"
     assert sk["n"] == 1200 and sk["cluster_sample_size"] == 600 and sk["repeats"] == 2
     split = sk["graph_s"] + sk["communities_s"] + sk["assign_s"] + sk["index_s"]
     assert split <= sk["refresh_s"] + 1e-6
