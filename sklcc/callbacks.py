@@ -58,6 +58,8 @@ class LatentClusterRefresh(Callback):
         known = getattr(net, "classes_", None)
         n_classes = max(0 if known is None else len(known), int(y.max()) + 1)
         params = {name: getattr(net, name) for name in REFRESH_PARAMS}
+        # On a GPU the projection, the graph and the assignment run there too.
+        params["cluster_device"] = net.device if str(net.device).startswith("cuda") else None
         states = {}
         # The fit keeps numpy's BLAS single-threaded for the batches; the refresh
         # (PCA) may use every thread it had.

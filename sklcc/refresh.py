@@ -63,7 +63,8 @@ def refresh_clusters(
     louvain_resolution: float = 1.0, n_representatives: int | None = 32,
     lcc_target: str = "nearest", lcc_target_k: int | None = None,
     cluster_sample_size: int | None = 5000, cluster_n_components: int | None = 64,
-    louvain_backend: str | None = None, random_state: int | np.random.Generator = 0,
+    louvain_backend: str | None = None, cluster_device=None,
+    random_state: int | np.random.Generator = 0,
 ) -> ClusterState:
     """Run one refresh on the training latents.
 
@@ -96,6 +97,9 @@ def refresh_clusters(
         Principal components the clustering works in.
     louvain_backend : str, optional
         Louvain engine.
+    cluster_device : str or torch.device, optional
+        Device for the projection, the graph and the assignment (see
+        :func:`~sklcc.clustering.cluster_latents`); None uses hnswlib on the CPU.
     random_state : int or numpy.random.Generator, default=0
         Seeds the subsample, the graph, Louvain and the representative draw.
 
@@ -122,7 +126,8 @@ def refresh_clusters(
     labels, q = cluster_latents(
         Z, n_neighbors=n_neighbors, louvain_resolution=louvain_resolution,
         cluster_sample_size=cluster_sample_size, cluster_n_components=cluster_n_components,
-        random_state=seed, louvain_backend=louvain_backend, timings=timings,
+        random_state=seed, louvain_backend=louvain_backend, cluster_device=cluster_device,
+        timings=timings,
     )
     t0 = time.perf_counter()
     owner = match_clusters(labels, y, n_classes)
