@@ -13,7 +13,13 @@ split and the clustering diagnostics at each refresh. Methods (``--methods``):
   :class:`sklcc.tuning.LCCSearchCV` on a validation split carved from the training data
   (never the test set), the same number of trials for both;
 - ``lcc@louvain_resolution=R`` (``--louvain-resolution-sweep R ...``): ``lcc`` with
-  Louvain resolution ``R``.
+  Louvain resolution ``R``;
+- ``lcc@w=W,k=K,layer=L`` (``--grid-weights``, ``--grid-k``, ``--grid-layers``): one
+  cell of the published grid (weight, one k for graph and target, placement ``logits``
+  or ``last-stage``).
+
+Every finished run is written to ``<out>/runs/`` at once; the same command resumes a
+killed benchmark where it stopped.
 
 Within a seed every method starts from the same initial weights and sees the same
 batches (every estimator is seeded with ``random_state=seed``), so ``ce`` and ``lcc``
@@ -31,6 +37,11 @@ Frozen-backbone benchmark on CIFAR-10::
 
     nice -n 10 python benchmarks/cifar100.py --dataset cifar10 --finetune head \
         --image-size 128 --out bench-out/cifar10-head
+
+The published recipe and grid (CIFAR-100, full fine-tuning at 224 px, 50 epochs, SGD,
+w x k x placement = 12 LCC cells against CE, seeds 0-2; for a GPU)::
+
+    python benchmarks/cifar100.py --preset published --device cuda --out bench-out/published
 
 """
 
@@ -91,7 +102,7 @@ def fit_one(method: str, seed: int, cfg: dict[str, Any], data: dict[str, Any],
     """
     callbacks = [("test_acc", TestAccuracy(data["X_test"], data["y_test"])),
                  ("progress", EpochProgress(desc=f"{method} seed {seed}"))]
-    net = make_estimator(method, cfg, data, seed, params=params, callbacks=callbacks)
+    net = make_estimator(method, cfg, data, seed, params=params, extra_callbacks=callbacks)
     with PeakMemory(cfg["device"]) as memory:
         start = time.perf_counter()
         net.fit(data["X_train"], data["y_train"])
@@ -150,6 +161,66 @@ def warm_up(cfg: dict[str, Any], data: dict[str, Any]) -> None:
             small["X_train"], small["y_train"])
 
 
+def _schedule(cfg: dict[str, Any]) -> list[tuple[int, str]]:
+    """(seed, method) in run order.
+
+    Methods alternate within a seed, and which goes first rotates, so that drifts in the
+    machine's load and caches hit every method alike.
+    """
+    order = []
+    for i, seed in enumerate(cfg["seeds"]):
+        shift = i % len(cfg["methods"])
+        order += [(seed, m) for m in cfg["methods"][shift:] + cfg["methods"][:shift]]
+    return order
+
+
+class RunStore:
+    """Finished runs on disk, one JSON file each, so a long benchmark resumes run by run.
+
+    ``<out>/runs/<method>__seed<seed>.json`` is written as soon as a run ends; a restart
+    with the same ``--out`` skips it. The recipe is kept in ``<out>/runs/recipe.json``:
+    resuming with another recipe (anything but the methods and seeds) is refused, so
+    runs of different recipes never meet in one table.
+    """
+
+    _FREE = ("methods", "seeds", "command", "out", "threads", "preset")
+
+    def __init__(self, out: Path, cfg: dict[str, Any]):
+        self.folder = out / "runs"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        recipe = jsonable({k: v for k, v in cfg.items() if k not in self._FREE})
+        path = self.folder / "recipe.json"
+        if path.is_file():
+            old = json.loads(path.read_text())
+            changed = sorted(k for k in set(old) | set(recipe) if old.get(k) != recipe.get(k))
+            if changed:
+                raise SystemExit(
+                    f"{out} holds runs of another recipe (differs in {changed}); pass a new "
+                    "--out, or the same options to resume."
+                )
+        else:
+            path.write_text(json.dumps(recipe, indent=1))
+
+    def _path(self, method: str, seed: int) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_.=," else "_" for c in method)
+        return self.folder / f"{safe}__seed{seed}.json"
+
+    def has(self, method: str, seed: int) -> bool:
+        """Whether the run is already on disk."""
+        return self._path(method, seed).is_file()
+
+    def load(self, method: str, seed: int) -> dict[str, Any]:
+        """Read a finished run."""
+        return json.loads(self._path(method, seed).read_text())
+
+    def save(self, run: dict[str, Any]) -> None:
+        """Write a finished run (atomically: a killed write leaves no half file)."""
+        path = self._path(run["method"], run["seed"])
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(jsonable(run), allow_nan=False))
+        tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark and write ``results.json``, ``results.md`` and the plots.
 
@@ -188,22 +259,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             cfg["methods"] = [m for m in cfg["methods"] if not m.endswith("-tuned")]
         tuned_params = {m: t["best_params"] for m, t in tuning.get("methods", {}).items()}
 
-    warm_up(cfg, data)
-    runs = []
-    total = len(cfg["seeds"]) * len(cfg["methods"])
-    with tqdm(total=total, desc="fits", unit="fit") as bar:
-        # Alternate methods within a seed, and rotate which goes first, so that drifts in
-        # the machine's load and caches hit every method alike.
-        for i, seed in enumerate(cfg["seeds"]):
-            shift = i % len(cfg["methods"])
-            for method in cfg["methods"][shift:] + cfg["methods"][:shift]:
-                bar.set_postfix_str(f"{method} seed {seed}")
-                run = fit_one(method, seed, cfg, data, tuned_params.get(method))
-                runs.append(run)
-                tqdm.write(f"[fit] {method:>12} seed {seed}: top-1 {run['top1']:.4f} top-5 "
-                           f"{run['top5']:.4f}  fit {run['fit_s']:.1f} s "
-                           f"({run['epoch_s']:.2f} s/epoch)  peak RSS {run['peak_rss_mb']:.0f} MB")
-                bar.update(1)
+    store = RunStore(out, cfg)
+    todo = [(seed, method) for seed, method in _schedule(cfg) if not store.has(method, seed)]
+    if todo:
+        warm_up(cfg, data)
+    runs = [store.load(method, seed) for seed, method in _schedule(cfg)
+            if store.has(method, seed)]
+    if runs:
+        tqdm.write(f"[bench] resuming: {len(runs)} finished runs read from {store.folder}")
+    with tqdm(total=len(todo), desc="fits", unit="fit") as bar:
+        for seed, method in todo:
+            bar.set_postfix_str(f"{method} seed {seed}")
+            run = fit_one(method, seed, cfg, data, tuned_params.get(method))
+            store.save(run)
+            runs.append(run)
+            tqdm.write(f"[fit] {method:>12} seed {seed}: top-1 {run['top1']:.4f} top-5 "
+                       f"{run['top5']:.4f}  fit {run['fit_s']:.1f} s "
+                       f"({run['epoch_s']:.2f} s/epoch)  peak RSS {run['peak_rss_mb']:.0f} MB")
+            bar.update(1)
 
     confidence = 0.95
     results = {"config": cfg, "machine": machine, "data": info, "methods": cfg["methods"],

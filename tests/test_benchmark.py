@@ -198,6 +198,41 @@ def test_each_method_is_an_sklcc_estimator():
         make_estimator("lcc@res=2", cfg, data, seed=0)
 
 
+def test_published_preset_sets_the_recipe_and_the_grid():
+    cfg = _config("--preset", "published")
+    assert (cfg["dataset"], cfg["finetune"], cfg["image_size"], cfg["epochs"]) == (
+        "cifar100", "full", 224, 50)
+    assert (cfg["optimizer"], cfg["lr"], cfg["momentum"], cfg["batch_size"]) == (
+        "sgd", 0.1, 0.9, 256)
+    assert cfg["grad_clip"] == 1.0 and cfg["train_fraction"] == 0.8 and cfg["seeds"] == [0, 1, 2]
+    assert (cfg["lcc_warmup"], cfg["lcc_interval"], cfg["lcc_target"]) == (1, 1, "knn-mean")
+    assert cfg["cluster_sample_size"] is cfg["cluster_n_components"] is None
+    assert cfg["n_representatives"] is None
+    grid = [m for m in cfg["methods"] if m.startswith("lcc@w=")]
+    assert cfg["methods"][0] == "ce" and len(grid) == 12
+    assert "lcc@w=0.0001,k=500,layer=last-stage" in grid
+    # flags given on the command line win over the preset
+    assert _config("--preset", "published", "--epochs", "3", "--grid-k", "5")["epochs"] == 3
+    assert len(_config("--preset", "published", "--grid-k", "5")["methods"]) == 1 + 4
+    with pytest.raises(SystemExit):
+        _config("--grid-weights", "0.01")  # the grid needs all three lists
+    with pytest.raises(SystemExit):
+        _config("--lcc-target", "knn-mean")  # with 32 representatives: contradictory
+
+
+def test_grid_cells_build_the_published_lcc():
+    cfg = _config("--preset", "published", "--finetune", "head", "--hidden", "16")
+    data = {"n_classes": 3, "in_features": 5}
+    net = make_estimator("lcc@w=0.0001,k=50,layer=logits", cfg, data, seed=1)
+    assert (net.lcc_weight, net.n_neighbors, net.lcc_layers) == (1e-4, 50, ["head.out"])
+    assert net.lcc_target == "knn-mean" and net.lcc_target_k is None  # k shared
+    assert net.cluster_sample_size is None and net.n_representatives is None
+    assert make_estimator("lcc@w=0.01,k=5,layer=last-stage", cfg, data, seed=1).lcc_layers == [
+        HIDDEN_LAYER]  # no backbone block trains in the head regime
+    assert type(net.optimizer) is type and net.optimizer.__name__ == "SGD"
+    assert dict(net.callbacks)["grad_clip"].gradient_clip_value == 1.0
+
+
 @pytest.fixture(scope="module")
 def digits_head():
     X, y = load_digits(return_X_y=True)
@@ -292,6 +327,29 @@ def test_quick_run_on_digits(tmp_path):
     for heading in ("Test accuracy per seed", "Paired difference", "Cost",
                     "Refresh time split", "Clustering at each refresh"):
         assert heading in md
+
+
+@pytest.mark.slow
+def test_published_preset_smoke_run_on_digits_resumes(tmp_path):
+    # The preset, shrunk to digits: one trainable backbone block at 32 px, random weights,
+    # two epochs, k = 5, one seed; the second call finds every run on disk.
+    out = tmp_path / "out"
+    env = {**os.environ, "SKLCC_CACHE": str(tmp_path / "cache"), "MPLBACKEND": "Agg"}
+    cmd = [sys.executable, str(BENCH / "cifar100.py"), "--preset", "published", "--dataset",
+           "digits", "--finetune", "last-blocks:1", "--random-weights", "--image-size", "32",
+           "--epochs", "2", "--seeds", "0", "--grid-k", "5", "--train-subset", "600",
+           "--test-subset", "300", "--threads", "1", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["methods"]) == 5 and len(results["runs"]) == 5
+    refreshes = {r["method"]: r["refreshes"] for r in results["runs"]}
+    cell = refreshes["lcc@w=0.01,k=5,layer=last-stage"]
+    assert len(cell) == 1 and cell[0]["lcc_louvain_backend"] in ("networkit", "networkx")
+    assert refreshes["ce"] == []
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    assert again.returncode == 0 and "resuming: 5 finished runs" in again.stdout + again.stderr
+    assert json.loads((out / "results.json").read_text())["runs"] == results["runs"]
 
 
 @pytest.mark.slow

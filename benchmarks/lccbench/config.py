@@ -16,15 +16,64 @@ from typing import Any
 
 from sklcc import CenterLossClassifier, LCCClassifier
 
-from .models import parse_finetune
+from .models import PLACEMENTS, parse_finetune
 
-__all__ = ["BASE_METHODS", "DEFAULT_METHODS", "QUICK", "SWEEP_PREFIX", "parse_args",
-           "resolve_config"]
+__all__ = ["BASE_METHODS", "DEFAULT_METHODS", "GRID_PREFIX", "PRESETS", "QUICK", "SWEEP_PREFIX",
+           "grid_method", "parse_args", "parse_grid_method", "resolve_config"]
 
 BASE_METHODS = ("ce", "lcc", "center", "lcc-tuned", "ce-tuned")
 DEFAULT_METHODS = ("ce", "lcc", "center", "lcc-tuned")
 #: Method name of one point of ``--louvain-resolution-sweep``, followed by its value.
 SWEEP_PREFIX = "lcc@louvain_resolution="
+#: Method name of one cell of the ``--grid-*`` grid: ``lcc@w=<weight>,k=<k>,layer=<placement>``.
+GRID_PREFIX = "lcc@w="
+#: Named recipes: defaults for a whole run, each overridable on the command line.
+PRESETS = {
+    # The recipe behind the paper's CIFAR-100 figures (../shared/docs/lcc-algorithm.md,
+    # "Published figures"): full fine-tuning of ImageNet weights at 224 px, SGD 0.1 with
+    # momentum 0.9, cosine over 50 epochs, batch 256, gradient norm clipped at 1, the
+    # first 80 % of the training split, seeds 0-2, a linear classifier; LCC with the
+    # exact knn-mean target, one k for graph and target, refreshed every epoch from
+    # epoch 1 on the whole training split, over w x k x placement.
+    "published": {
+        "dataset": "cifar100", "finetune": "full", "image_size": 224, "epochs": 50,
+        "batch_size": 256, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9,
+        "weight_decay": 0.0, "grad_clip": 1.0, "train_fraction": 0.8, "seeds": [0, 1, 2],
+        "hidden": 0, "dropout": 0.0, "methods": ["ce"], "lcc_warmup": 1, "lcc_interval": 1,
+        "lcc_target": "knn-mean", "n_representatives": 0, "cluster_sample_size": 0,
+        "cluster_n_components": 0, "grid_weights": [1e-2, 1e-4], "grid_k": [5, 50, 500],
+        "grid_layers": ["logits", "last-stage"],
+    },
+}
+
+
+def grid_method(weight: float, k: int, placement: str) -> str:
+    """Name the method of one grid cell.
+
+    Examples
+    --------
+    >>> grid_method(0.01, 50, "logits")
+    'lcc@w=0.01,k=50,layer=logits'
+
+    """
+    return f"{GRID_PREFIX}{weight:g},k={k},layer={placement}"
+
+
+def parse_grid_method(method: str) -> tuple[float, int, str]:
+    """Weight, k and placement of a grid method name (inverse of :func:`grid_method`).
+
+    Examples
+    --------
+    >>> parse_grid_method("lcc@w=0.0001,k=500,layer=last-stage")
+    (0.0001, 500, 'last-stage')
+
+    """
+    try:
+        fields = dict(part.split("=", 1) for part in method.removeprefix("lcc@").split(","))
+        return float(fields["w"]), int(fields["k"]), fields["layer"]
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"method {method!r} is not a grid cell like "
+                         f"{grid_method(0.01, 50, 'logits')!r}") from err
 #: Settings ``--quick`` uses unless given on the command line.
 QUICK = {"epochs": 3, "seeds": [0, 1], "lcc_warmup": 1, "lcc_interval": 1, "tune_trials": 2,
          "train_subset": 2000, "test_subset": 1000, "threads": 1}
@@ -64,6 +113,10 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
 
     """
     p = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="a named recipe whose settings become the defaults (flags given "
+                        "still win): 'published' is the paper's CIFAR-100 recipe and grid, "
+                        "documented in docs/benchmarks.md")
     g = p.add_argument_group("data and network")
     g.add_argument("--dataset", default="cifar100",
                    help="cifar100, cifar10, digits or imagefolder:PATH")
@@ -84,6 +137,9 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
     g.add_argument("--dropout", type=float, default=0.5, help="dropout after the hidden layer")
     g.add_argument("--train-subset", type=int, default=None,
                    help="use a stratified subset of this many training images")
+    g.add_argument("--train-fraction", type=float, default=None,
+                   help="train on the first fraction of the training split, in the loader's "
+                        "order, as the published recipe does (0.8)")
     g.add_argument("--test-subset", type=int, default=None,
                    help="use a stratified subset of this many test images")
     g.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -93,8 +149,12 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
 
     g = p.add_argument_group("training (identical for every method)")
     g.add_argument("--epochs", type=int, default=None, help=f"epochs (default {FULL['epochs']})")
-    g.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
-    g.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay")
+    g.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    g.add_argument("--lr", type=float, default=1e-3, help="learning rate (cosine schedule)")
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    g.add_argument("--weight-decay", type=float, default=1e-2, help="weight decay")
+    g.add_argument("--grad-clip", type=float, default=None,
+                   help="clip the gradient norm at this value (skorch GradientNormClipping)")
     g.add_argument("--batch-size", type=int, default=256, help="training batch size")
     g.add_argument("--seeds", type=int, nargs="+", default=None,
                    help=f"default {' '.join(map(str, FULL['seeds']))}")
@@ -121,7 +181,18 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
                    help="neighbours per sample in the kNN graph")
     g.add_argument("--n-representatives", type=int,
                    default=_default(LCCClassifier, "n_representatives"),
-                   help="correctly clustered samples drawn per cluster as targets")
+                   help="correctly clustered samples drawn per cluster as targets (0 for all)")
+    g.add_argument("--lcc-target", choices=["nearest", "knn-mean"],
+                   default=_default(LCCClassifier, "lcc_target"),
+                   help="the nearest representative, or the published mean of the k nearest "
+                        "correctly clustered samples per owned cluster")
+    g.add_argument("--grid-weights", type=float, nargs="*", default=[],
+                   help=f"with --grid-k and --grid-layers: also run every cell "
+                        f"{GRID_PREFIX}W,k=K,layer=L (lcc_weight W, one k for graph and "
+                        "target, latents at L)")
+    g.add_argument("--grid-k", type=int, nargs="*", default=[])
+    g.add_argument("--grid-layers", nargs="*", default=[],
+                   help="placements: logits, last-stage")
     g.add_argument("--cluster-sample-size", type=int,
                    default=_default(LCCClassifier, "cluster_sample_size"),
                    help="samples the graph and Louvain see (0 for every sample)")
@@ -146,6 +217,9 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
     g.add_argument("--out", required=True, help="folder for results.json, results.md, PNGs")
     g.add_argument("--quick", action="store_true",
                    help=f"a fast pass through everything: {QUICK} unless given")
+    preset, _ = p.parse_known_args(argv)
+    if preset.preset:
+        p.set_defaults(**PRESETS[preset.preset])
     return p.parse_args(argv)
 
 
@@ -174,9 +248,22 @@ def resolve_config(args: argparse.Namespace, argv: list[str] | None = None,
             cfg[key] = QUICK[key] if args.quick else default
     if cfg["image_size"] is None:
         cfg["image_size"] = 32 if cfg["dataset"] == "digits" else 128
-    # 0 on the command line: no subsample, no projection.
+    # 0 on the command line: no subsample, no projection, every candidate.
     cfg["cluster_sample_size"] = cfg["cluster_sample_size"] or None
     cfg["cluster_n_components"] = cfg["cluster_n_components"] or None
+    cfg["n_representatives"] = cfg["n_representatives"] or None
+    if cfg["lcc_target"] == "knn-mean" and cfg["n_representatives"] is not None:
+        raise SystemExit("--lcc-target knn-mean takes every correctly clustered sample: pass "
+                         "--n-representatives 0.")
+    grid = [cfg["grid_weights"], cfg["grid_k"], cfg["grid_layers"]]
+    if any(grid) and not all(grid):
+        raise SystemExit("--grid-weights, --grid-k and --grid-layers go together; got "
+                         f"{grid}.")
+    bad = [layer for layer in cfg["grid_layers"] if layer not in PLACEMENTS]
+    if bad:
+        raise SystemExit(f"--grid-layers {bad}: choose from {list(PLACEMENTS)}.")
+    if cfg["train_fraction"] is not None and not 0 < cfg["train_fraction"] <= 1:
+        raise SystemExit(f"--train-fraction {cfg['train_fraction']}: expected 0 < f <= 1.")
     try:
         parse_finetune(cfg["finetune"])
     except ValueError as err:
@@ -198,6 +285,8 @@ def resolve_config(args: argparse.Namespace, argv: list[str] | None = None,
     if "lcc-tuned" in methods and "ce-tuned" not in methods:
         methods.append("ce-tuned")  # CE gets the same tuning budget
     methods += [f"{SWEEP_PREFIX}{r:g}" for r in cfg["louvain_resolution_sweep"]]
+    methods += [grid_method(w, k, layer) for w in cfg["grid_weights"] for k in cfg["grid_k"]
+                for layer in cfg["grid_layers"]]
     cfg["methods"] = methods
     if cfg["lcc_warmup"] >= cfg["epochs"] and any(m.startswith("lcc") for m in methods):
         raise SystemExit(

@@ -63,6 +63,9 @@ def prepare_data(cfg: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     train, test = load_dataset(cfg["dataset"], data_dir=cfg["data_dir"])
     train_idx = stratified_subset(train.labels, cfg["train_subset"])
+    if cfg.get("train_fraction"):
+        # The published recipe trains on the first 80 % of the training split.
+        train_idx = train_idx[: int(len(train_idx) * cfg["train_fraction"])]
     test_idx = stratified_subset(test.labels, cfg["test_subset"])
     regime, n_blocks = parse_finetune(cfg["finetune"])
     info = {"dataset": cfg["dataset"], "classes": train.classes,

@@ -7,7 +7,9 @@ schedule, batches and seed, so that within a seed they differ by their loss term
 - ``lcc``: :class:`sklcc.LCCClassifier` on the head's hidden layer;
 - ``center``: :class:`sklcc.CenterLossClassifier` on the same layer;
 - ``ce-tuned`` / ``lcc-tuned``: the same, with parameters from :func:`tune`;
-- ``lcc@louvain_resolution=R``: ``lcc`` with that Louvain resolution.
+- ``lcc@louvain_resolution=R``: ``lcc`` with that Louvain resolution;
+- ``lcc@w=W,k=K,layer=L``: one cell of the published grid, ``lcc`` with weight ``W``,
+  ``n_neighbors=K`` (the target's ``k`` too) and latents at placement ``L``.
 """
 
 from __future__ import annotations
@@ -18,21 +20,21 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
-from skorch.callbacks import LRScheduler
+from skorch.callbacks import GradientNormClipping, LRScheduler
 from torch.optim.lr_scheduler import CosineAnnealingLR
 from tqdm.auto import tqdm
 
 from sklcc import CenterLossClassifier, LatentPenaltyClassifier, LCCClassifier
 
-from .config import BASE_METHODS, SWEEP_PREFIX
+from .config import BASE_METHODS, GRID_PREFIX, SWEEP_PREFIX, grid_method, parse_grid_method
 from .data import DATA_SEED
-from .models import HIDDEN_LAYER, FineTuneNet
+from .models import HIDDEN_LAYER, FineTuneNet, placement_layer
 
 __all__ = ["make_estimator", "tune"]
 
 
 def make_estimator(method: str, cfg: dict[str, Any], data: dict[str, Any], seed: int,
-                   params: dict[str, Any] | None = None, callbacks: list | None = None):
+                   params: dict[str, Any] | None = None, extra_callbacks: list | None = None):
     """Build the unfitted estimator of one method.
 
     Every method shares the module, optimizer (AdamW), cosine schedule, batch size,
@@ -51,7 +53,7 @@ def make_estimator(method: str, cfg: dict[str, Any], data: dict[str, Any], seed:
         Torch seed of the fit (and of LCC's clustering).
     params : dict, optional
         Extra ``set_params`` values (the tuned parameters).
-    callbacks : list, optional
+    extra_callbacks : list, optional
         Extra ``(name, callback)`` pairs, run after the learning-rate scheduler.
 
     Returns
@@ -61,6 +63,13 @@ def make_estimator(method: str, cfg: dict[str, Any], data: dict[str, Any], seed:
         :class:`sklcc.LCCClassifier`; ``center``: :class:`sklcc.CenterLossClassifier`.
 
     """
+    callbacks = [("lr_scheduler", LRScheduler(policy=CosineAnnealingLR, T_max=cfg["epochs"]))]
+    if cfg.get("grad_clip"):
+        callbacks.append(("grad_clip", GradientNormClipping(cfg["grad_clip"])))
+    if cfg.get("optimizer", "adamw") == "sgd":
+        optimizer = dict(optimizer=torch.optim.SGD, optimizer__momentum=cfg["momentum"])
+    else:
+        optimizer = dict(optimizer=torch.optim.AdamW)
     common = dict(
         module=FineTuneNet,
         module__n_classes=data["n_classes"], module__in_features=data["in_features"],
@@ -68,16 +77,19 @@ def make_estimator(method: str, cfg: dict[str, Any], data: dict[str, Any], seed:
         module__finetune=cfg["finetune"], module__backbone=cfg["backbone"],
         module__image_size=cfg["image_size"], module__pretrained=not cfg["random_weights"],
         criterion=torch.nn.CrossEntropyLoss,
-        optimizer=torch.optim.AdamW, lr=cfg["lr"], optimizer__weight_decay=cfg["weight_decay"],
+        **optimizer, lr=cfg["lr"], optimizer__weight_decay=cfg["weight_decay"],
         batch_size=cfg["batch_size"], max_epochs=cfg["epochs"],
         iterator_train__shuffle=True, train_split=None, device=cfg["device"], verbose=0,
-        callbacks=[("lr_scheduler", LRScheduler(policy=CosineAnnealingLR, T_max=cfg["epochs"]))]
-        + list(callbacks or []),
+        callbacks=callbacks + list(extra_callbacks or []),
         random_state=seed,
     )
     base, louvain_resolution = method.removesuffix("-tuned"), cfg["louvain_resolution"]
+    layer, weight, k = HIDDEN_LAYER, cfg["lcc_weight"], cfg["n_neighbors"]
     if method.startswith(SWEEP_PREFIX):
         base, louvain_resolution = "lcc", float(method.removeprefix(SWEEP_PREFIX))
+    elif method.startswith(GRID_PREFIX):
+        weight, k, placement = parse_grid_method(method)
+        base, layer = "lcc", placement_layer(placement, cfg["finetune"])
     if base == "ce":
         net = LatentPenaltyClassifier(**common)
     elif base == "center":
@@ -85,16 +97,16 @@ def make_estimator(method: str, cfg: dict[str, Any], data: dict[str, Any], seed:
                                    center_lr=cfg["center_lr"], **common)
     elif base == "lcc":
         net = LCCClassifier(
-            lcc_layers=[HIDDEN_LAYER], lcc_weight=cfg["lcc_weight"],
-            n_neighbors=cfg["n_neighbors"], louvain_resolution=louvain_resolution,
-            n_representatives=cfg["n_representatives"], lcc_warmup=cfg["lcc_warmup"],
+            lcc_layers=[layer], lcc_weight=weight, n_neighbors=k,
+            louvain_resolution=louvain_resolution, n_representatives=cfg["n_representatives"],
+            lcc_target=cfg.get("lcc_target", "nearest"), lcc_warmup=cfg["lcc_warmup"],
             lcc_interval=cfg["lcc_interval"], cluster_sample_size=cfg["cluster_sample_size"],
             cluster_n_components=cfg["cluster_n_components"],
             **common,
         )
     else:
-        raise ValueError(f"unknown method {method!r}; expected one of {BASE_METHODS} or "
-                         f"{SWEEP_PREFIX}<value>.")
+        raise ValueError(f"unknown method {method!r}; expected one of {BASE_METHODS}, "
+                         f"{SWEEP_PREFIX}<value> or {grid_method(0.01, 50, 'logits')}.")
     return net.set_params(**(params or {}))
 
 

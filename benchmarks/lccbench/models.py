@@ -23,11 +23,36 @@ from torch import nn
 from sklcc.diagnostics import history_key
 from sklcc.images import ImagePreprocess, load_backbone, split_backbone
 
-__all__ = ["HIDDEN_LAYER", "EpochProgress", "FineTuneNet", "MLPHead", "TestAccuracy",
-           "parse_finetune"]
+__all__ = ["HIDDEN_LAYER", "PLACEMENTS", "EpochProgress", "FineTuneNet", "MLPHead",
+           "TestAccuracy", "parse_finetune", "placement_layer"]
 
 #: Module path of the head's hidden layer (Linear + ReLU) in :class:`FineTuneNet`.
 HIDDEN_LAYER = "head.hidden"
+#: Where the published grid puts LCC: the classifier's output, or the last stage.
+PLACEMENTS = ("logits", "last-stage")
+
+
+def placement_layer(placement: str, finetune: str) -> str:
+    """Return the module path in :class:`FineTuneNet` of a published latent placement.
+
+    ``"logits"`` is the output of the final Linear. ``"last-stage"`` is the output of
+    the last trainable backbone block (the input of the backbone's head), the
+    published "last backbone stage"; in the ``head`` regime, where no backbone block
+    trains, it is the head's hidden layer, the last stage before the classifier.
+
+    Examples
+    --------
+    >>> placement_layer("logits", "full"), placement_layer("last-stage", "full")
+    ('head.out', 'features.1.head:input')
+
+    """
+    regime, _ = parse_finetune(finetune)
+    if placement == "logits":
+        return "head.out"
+    if placement == "last-stage":
+        return {"head": HIDDEN_LAYER, "last-blocks": "features.head:input",
+                "full": "features.1.head:input"}[regime]
+    raise ValueError(f"placement={placement!r} is invalid: expected one of {PLACEMENTS}.")
 
 
 def parse_finetune(finetune: str) -> tuple[str, int | None]:
@@ -74,7 +99,9 @@ class MLPHead(nn.Module):
     n_classes : int
         Number of classes (logits).
     hidden : int
-        Width of the hidden layer, the latent of LCC and center loss.
+        Width of the hidden layer, the latent of LCC and center loss. 0 makes the head
+        one Linear layer, as a ResNet's classifier is (``hidden`` is then the identity,
+        so its output is the pooled features).
     dropout : float
         Dropout applied after the hidden layer (the latents are taken before it).
 
@@ -82,8 +109,11 @@ class MLPHead(nn.Module):
 
     def __init__(self, in_features: int, n_classes: int, hidden: int, dropout: float):
         super().__init__()
-        self.hidden = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU())
-        self.dropout = nn.Dropout(dropout)
+        if hidden:
+            self.hidden = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU())
+            self.dropout = nn.Dropout(dropout)
+        else:
+            self.hidden, self.dropout, hidden = nn.Identity(), nn.Identity(), in_features
         self.out = nn.Linear(hidden, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
