@@ -158,6 +158,7 @@ def test_zero_weight_reproduces_plain_skorch(digits):
     assert any("lcc_n_clusters" in row for row in lcc.history)  # diagnostics still recorded
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_runs(digits):
     X, y = digits
     a = small(module__dropout=0.2, iterator_train__shuffle=True, lcc_weight=0.5).fit(X, y)
@@ -233,6 +234,7 @@ def test_unknown_layer_lists_available_names(digits):
 # ---------------------------------------------------------------- inputs
 
 
+@pytest.mark.slow
 def test_tensor_and_dataset_inputs(digits):
     X, y = digits
     ref = small(train_split=None).fit(X, y).predict_proba(X)
@@ -391,6 +393,7 @@ def test_clone_and_params(digits):
     assert twin.fit(X, y).module_.hidden[0].out_features == 16
 
 
+@pytest.mark.slow
 def test_pipeline_grid_search_and_cross_val(digits):
     X, y = digits
     pipe = make_pipeline(StandardScaler(), small(max_epochs=2, train_split=None))

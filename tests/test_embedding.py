@@ -19,6 +19,9 @@ from sklcc.images.preprocess import ImagePreprocess
 
 RES = 64  # small image_size keeps every forward pass cheap
 
+# loads pretrained backbones: the slow lane
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def images():

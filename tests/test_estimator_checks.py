@@ -9,6 +9,9 @@ from skorch import NeuralNetClassifier
 
 from sklcc import LCCClassifier
 
+# scikit-learn's whole check suite trains dozens of nets: the slow lane
+pytestmark = pytest.mark.slow
+
 
 class LazyMLP(torch.nn.Module):
     """Adapts to any number of features; LCCClassifier passes the number of classes."""

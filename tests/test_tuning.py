@@ -135,6 +135,7 @@ def test_iter_fold_scores_splits_data_and_per_sample_fit_params():
     assert search.n_splits_ == 3
 
 
+@pytest.mark.slow
 def test_pruner_stops_bad_trials_after_the_first_fold(tmp_path):
     url = f"sqlite:///{tmp_path / 'prune.db'}"
     study = optuna.create_study(storage=url, study_name="prune", direction="maximize")
@@ -198,6 +199,7 @@ def test_plain_skorch_net_with_routed_parameters(digits):
     assert 0.0 <= search.score(X, y) <= 1.0
 
 
+@pytest.mark.slow
 def test_lcc_classifier_default_space_is_reproducible(digits):
     X, y = digits
     lcc = lcc_classifier()
@@ -214,6 +216,7 @@ def test_lcc_classifier_default_space_is_reproducible(digits):
     np.testing.assert_array_equal(first.predict(X), second.predict(X))
 
 
+@pytest.mark.slow
 def test_lcc_classifier_inside_optuna_and_sklearn_searches(digits):
     from optuna_integration import OptunaSearchCV
     from sklearn.model_selection import RandomizedSearchCV
@@ -369,6 +372,7 @@ def start_worker(tmp_path, url, n_trials, **env):
     )
 
 
+@pytest.mark.slow
 def test_two_worker_processes_share_one_quota(tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     workers = [start_worker(tmp_path, url, 8, BARRIER="1") for _ in range(2)]
@@ -393,6 +397,7 @@ def test_two_worker_processes_share_one_quota(tmp_path):
     assert len(search.cv_results_["params"]) == 8
 
 
+@pytest.mark.slow
 def test_killed_worker_leaves_a_usable_study_and_a_restart_goes_on(tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     doomed = start_worker(tmp_path, url, 4, HANG="1")

@@ -27,7 +27,10 @@ from sklcc.tuning.storage import open_storage
 
 REPO = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+pytestmark = [
+    pytest.mark.slow,  # a PostgreSQL server and worker processes: the slow lane
+    pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning"),
+]
 
 
 # --------------------------------------------------------------------------- the server
