@@ -4,7 +4,7 @@ The clustering term looks up a target for every misclustered sample of every tra
 batch. This script measures that lookup, alone, on synthetic latents shaped like a
 CIFAR training split: a refresh clusters them once (so the clusters, the flags and the
 candidates are real), then batches of latents drawn from the split query the targets.
-It reports milliseconds per batch for ``lcc_target="knn-mean"`` at several ``k`` and
+numpy's BLAS runs single-threaded, as during a fit. It reports milliseconds per batch for ``lcc_target="knn-mean"`` at several ``k`` and
 for ``"nearest"`` (32 representatives per cluster), and the refresh-time cost of
 building each target structure.
 
@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from sklcc.clustering import cluster_latents
 from sklcc.matching import correctly_clustered, match_clusters
@@ -116,7 +117,9 @@ def main(argv=None) -> None:
     parser.add_argument("--batches", type=int, default=50, help="timed batches per cell")
     parser.add_argument("--out", type=Path, default=Path("bench-out/target-cost"))
     args = parser.parse_args(argv)
-    rows = run(args)
+    # As during a fit: numpy's BLAS single-threaded for the per-batch products.
+    with threadpool_limits(limits=1, user_api="blas"):
+        rows = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     machine = {"platform": platform.platform(), "cpus": __import__("os").cpu_count(),
                "python": platform.python_version()}
