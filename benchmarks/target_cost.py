@@ -4,9 +4,10 @@ The clustering term looks up a target for every misclustered sample of every tra
 batch. This script measures that lookup, alone, on synthetic latents shaped like a
 CIFAR training split: a refresh clusters them once (so the clusters, the flags and the
 candidates are real), then batches of latents drawn from the split query the targets.
-numpy's BLAS runs single-threaded, as during a fit. It reports milliseconds per batch for ``lcc_target="knn-mean"`` at several ``k`` and
-for ``"nearest"`` (32 representatives per cluster), and the refresh-time cost of
-building each target structure.
+numpy's BLAS runs single-threaded, as during a fit. It reports milliseconds per batch
+for ``lcc_target="knn-mean"`` at several ``k`` and for ``"nearest"`` (32
+representatives per cluster), and the refresh-time cost of building each target
+structure.
 
 Examples
 --------
