@@ -72,4 +72,4 @@ def main(seed: int = 0, max_epochs: int = 8, callbacks=()) -> DistributedLCCClas
 
 
 if __name__ == "__main__":
-    main()
+    main().accelerator.end_training()  # destroys the process group before the interpreter exits

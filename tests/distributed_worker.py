@@ -86,6 +86,8 @@ def main(out: Path) -> None:
             "lcc_misclustered", "lcc_modularity", "valid_loss_best", "event_cp"]
     history = [{k: row[k] for k in keys if k in row} for row in net.history]
     (out / f"rank{rank}.json").write_text(json.dumps(history))
+    net.accelerator.wait_for_everyone()
+    net.accelerator.end_training()
 
 
 if __name__ == "__main__":

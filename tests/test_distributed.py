@@ -11,7 +11,6 @@ from pathlib import Path
 
 import accelerate  # in the test extra: these tests run, never skip
 import numpy as np
-import pytest
 import torch
 from sklearn.datasets import load_digits
 
@@ -46,19 +45,23 @@ def _torchrun(script: Path, *args: str, timeout: float = 240):
     return result.stdout, time.perf_counter() - start
 
 
-@pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory):
-    """Run examples/distributed.py on two ranks, with the probes of distributed_worker.py."""
-    out = tmp_path_factory.mktemp("ddp")
-    stdout, seconds = _torchrun(ROOT / "tests" / "distributed_worker.py", str(out))
+def test_two_ranks(tmp_path):
+    """One launch (a few seconds of start-up per rank), every check on its output.
+
+    One test rather than a module fixture: under pytest-xdist each worker would launch its
+    own pair of ranks.
+    """
+    stdout, seconds = _torchrun(ROOT / "tests" / "distributed_worker.py", str(tmp_path))
     print(f"two-rank run: {seconds:.1f} s")
-    ranks = [dict(np.load(out / f"rank{r}.npz")) for r in range(N_RANKS)]
-    histories = [json.loads((out / f"rank{r}.json").read_text()) for r in range(N_RANKS)]
-    return stdout, ranks, histories, out
+    ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in range(N_RANKS)]
+    histories = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(N_RANKS)]
+    _check_example_output(stdout, ranks)
+    _check_flags_equal_single_process_refresh(ranks)
+    _check_batches_carry_their_positions(ranks)
+    _check_history_and_checkpoint(histories, tmp_path)
 
 
-def test_example_reports_every_refresh_and_agreement(two_ranks):
-    stdout, ranks, _, _ = two_ranks
+def _check_example_output(stdout, ranks):
     lines = stdout.strip().splitlines()
     refreshes = [line for line in lines if line.startswith("refresh at epoch")]
     assert len(refreshes) == int(ranks[0]["n_refreshes"]) == 3  # epochs 3, 5, 7
@@ -68,8 +71,7 @@ def test_example_reports_every_refresh_and_agreement(two_ranks):
     assert "ranks agree" in lines[-1] and "on 2 ranks" in lines[-1]
 
 
-def test_flags_equal_single_process_refresh_on_gathered_latents(two_ranks):
-    _, ranks, _, _ = two_ranks
+def _check_flags_equal_single_process_refresh(ranks):
     rng = np.random.default_rng(0)  # the example's random_state: one generator, every refresh
     for k in range(int(ranks[0]["n_refreshes"])):
         Z, y = ranks[0][f"Z_{k}"], ranks[0][f"y_{k}"]
@@ -83,8 +85,7 @@ def test_flags_equal_single_process_refresh_on_gathered_latents(two_ranks):
             np.testing.assert_array_equal(rank[f"misclustered_{k}"], state.misclustered)
 
 
-def test_batches_carry_their_samples_positions_under_sharded_shuffling(two_ranks):
-    _, ranks, _, _ = two_ranks
+def _check_batches_carry_their_positions(ranks):
     n_train = len(ranks[0]["y_0"])
     for rank in ranks:
         assert rank["misaligned"] == 0 and rank["aligned"] > 0
@@ -96,11 +97,9 @@ def test_batches_carry_their_samples_positions_under_sharded_shuffling(two_ranks
     assert sum(int(rank["seen"][-1]) for rank in ranks) >= n_train
 
 
-def test_history_and_checkpoint_agree_across_ranks(two_ranks):
-    _, _, histories, out = two_ranks
+def _check_history_and_checkpoint(histories, out):
     assert all(h == histories[0] for h in histories[1:])
     assert len(histories[0]) == 8 and "lcc_n_clusters" in histories[0][2]
-    assert (out / "checkpoint" / "params.pt").exists()
     # Saved unwrapped (no DDP "module." prefix): loads into the plain network.
     state = torch.load(out / "checkpoint" / "params.pt", weights_only=True)
     assert set(state) == {"hidden.0.weight", "hidden.0.bias", "out.weight", "out.bias"}
