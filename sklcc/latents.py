@@ -17,7 +17,8 @@ from skorch.dataset import unpack_data
 from skorch.utils import to_numpy
 from torch import nn
 
-__all__ = ["LatentRecorder", "collect_latents", "default_latent_layer", "resolve_latent_layers"]
+__all__ = ["LatentRecorder", "collect_latents", "default_latent_layer", "resolve_latent_layers",
+           "unwrap_parallel"]
 
 
 def default_latent_layer(module: nn.Module) -> str:
@@ -34,6 +35,7 @@ def default_latent_layer(module: nn.Module) -> str:
         ``"<path of the last nn.Linear>:input"``.
 
     """
+    module = unwrap_parallel(module)
     linears = [name for name, m in module.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise ValueError(
@@ -65,6 +67,7 @@ def resolve_latent_layers(module: nn.Module, lcc_layers: str | Sequence[str] | N
         available names.
 
     """
+    module = unwrap_parallel(module)
     if lcc_layers is None:
         return [default_latent_layer(module)]
     layers = [lcc_layers] if isinstance(lcc_layers, str) else list(lcc_layers)
@@ -79,6 +82,25 @@ def resolve_latent_layers(module: nn.Module, lcc_layers: str | Sequence[str] | N
                 "(append ':input' to take a module's input instead of its output)."
             )
     return list(dict.fromkeys(layers))
+
+
+def unwrap_parallel(module: nn.Module) -> nn.Module:
+    """Return the network inside data-parallel wrappers (which prefix its names ``module.``).
+
+    Layer names are those of the user's network, so they hold the same whether or not
+    ``DistributedDataParallel`` (or ``DataParallel``) wraps it for training.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    >>> unwrap_parallel(torch.nn.DataParallel(net)) is net
+    True
+
+    """
+    while isinstance(module, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        module = module.module
+    return module
 
 
 def _available(module: nn.Module) -> list[str]:
@@ -139,7 +161,7 @@ class LatentRecorder:
             self._attach()
 
     def _attach(self) -> None:
-        modules = dict(self.module.named_modules())
+        modules = dict(unwrap_parallel(self.module).named_modules())
         for layer in self.layers:
             name = layer.removesuffix(":input")
             if layer.endswith(":input"):
