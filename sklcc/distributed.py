@@ -26,7 +26,7 @@ from skorch.history import DistributedHistory
 
 from .classifier import LCCClassifier
 from .diagnostics import history_key
-from .penalty import _IndexedDataset
+from .penalty import IndexedDataset
 
 __all__ = ["DistributedLCCClassifier", "distributed_history", "gather_by_position",
            "states_digest"]
@@ -172,7 +172,7 @@ class DistributedLCCClassifier(AccelerateMixin, LCCClassifier):
         labels, positions = [], []
         # The prepared iterator shards, pads (repeating samples, harmless: a position
         # maps to one sample) and places the batches; positions travel with them.
-        batches = self.get_iterator(_IndexedDataset(dataset), training=False)
+        batches = self.get_iterator(IndexedDataset(dataset), training=False)
         evaluation_step = super(AccelerateMixin, self).evaluation_step  # no per-batch gather
         with torch.random.fork_rng(devices=[]):
             for Xi, yi, index in batches:

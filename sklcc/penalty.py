@@ -38,7 +38,7 @@ from .latents import LatentRecorder
 from .seeding import torch_seed
 from .validation import check_X, encode_labels
 
-__all__ = ["FitState", "LatentPenaltyClassifier"]
+__all__ = ["FitState", "IndexedDataset", "LatentPenaltyClassifier"]
 
 
 @dataclass
@@ -69,7 +69,7 @@ class FitState:
     output_checked: bool = False
 
 
-class _IndexedDataset(torch.utils.data.Dataset):
+class IndexedDataset(torch.utils.data.Dataset):
     """Training-split dataset that also yields each sample's position in it.
 
     The position is the key of every per-sample quantity (flags, clusters), so a
@@ -282,7 +282,7 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
     def get_iterator(self, dataset, training=False):
         """Training batches also carry each sample's position in the training split."""
         if training:
-            dataset = _IndexedDataset(dataset)
+            dataset = IndexedDataset(dataset)
         return super().get_iterator(dataset, training=training)
 
     def train_step_single(self, batch, **fit_params):

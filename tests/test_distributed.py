@@ -45,6 +45,7 @@ def _torchrun(script: Path, *args: str, timeout: float = 240):
     return result.stdout, time.perf_counter() - start
 
 
+@pytest.mark.slow  # two torchrun ranks: the slow lane (CI runs it)
 def test_two_ranks(tmp_path):
     """One launch (a few seconds of start-up per rank), every check on its output.
 
