@@ -11,6 +11,7 @@ from pathlib import Path
 
 import accelerate  # in the test extra: these tests run, never skip
 import numpy as np
+import pytest
 import torch
 from sklearn.datasets import load_digits
 
