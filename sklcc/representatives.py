@@ -22,6 +22,29 @@ from .neighbors import build_index, nearest_neighbors
 __all__ = ["KnnMeanTargets", "RepresentativeIndex", "select_representatives"]
 
 
+def _query_by_class(Z: np.ndarray, y: np.ndarray, target_of_class) -> tuple[np.ndarray,
+                                                                             np.ndarray]:
+    """Targets of every row, one search per class present (``target_of_class(c, Q)``).
+
+    The rows are grouped by class once; a class whose search returns None has no
+    target, and its rows keep zeros with ``found`` False.
+    """
+    Z = np.ascontiguousarray(Z, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    targets = np.zeros_like(Z)
+    found = np.zeros(len(Z), dtype=bool)
+    if len(y) == 0:
+        return targets, found
+    order = np.argsort(y, kind="stable")
+    ys = y[order]
+    for rows in np.split(order, np.flatnonzero(ys[1:] != ys[:-1]) + 1):
+        chosen = target_of_class(int(y[rows[0]]), Z[rows])
+        if chosen is not None:
+            targets[rows] = chosen
+            found[rows] = True
+    return targets, found
+
+
 def select_representatives(
     labels: np.ndarray, correct: np.ndarray, n_representatives: int | None,
     rng: np.random.Generator,
@@ -143,28 +166,18 @@ class RepresentativeIndex:
             False where the class has no representative (it owns no cluster).
 
         """
-        Z = np.ascontiguousarray(Z, dtype=np.float32)
-        y = np.asarray(y, dtype=np.int64)
-        targets = np.zeros_like(Z)
-        found = np.zeros(len(Z), dtype=bool)
-        if len(y) == 0:
-            return targets, found
-        # One search per class present: group the rows by class once.
-        order = np.argsort(y, kind="stable")
-        ys = y[order]
-        for rows in np.split(order, np.flatnonzero(ys[1:] != ys[:-1]) + 1):
-            c = int(y[rows[0]])
-            search = self._search.get(c)
-            if search is None:
-                continue
-            if isinstance(search, tuple):  # exact: argmin of |r|^2 - 2 z.r
-                reps, sq_norms = search
-                nearest = np.argmin(sq_norms - 2.0 * (Z[rows] @ reps.T), axis=1)
-            else:
-                nearest = nearest_neighbors(search, Z[rows], 1, n_jobs=1)[:, 0]
-            targets[rows] = self.latents[self._members[c][nearest]]
-            found[rows] = True
-        return targets, found
+        return _query_by_class(Z, y, self._nearest_of_class)
+
+    def _nearest_of_class(self, c: int, Q: np.ndarray) -> np.ndarray | None:
+        search = self._search.get(c)
+        if search is None:
+            return None
+        if isinstance(search, tuple):  # exact: argmin of |r|^2 - 2 z.r
+            reps, sq_norms = search
+            nearest = np.argmin(sq_norms - 2.0 * (Q @ reps.T), axis=1)
+        else:
+            nearest = nearest_neighbors(search, Q, 1, n_jobs=1)[:, 0]
+        return self.latents[self._members[c][nearest]]
 
     def __len__(self) -> int:
         return len(self.latents)
@@ -290,30 +303,21 @@ class KnnMeanTargets:
             False where the class owns no cluster with a candidate.
 
         """
-        Z = np.ascontiguousarray(Z, dtype=np.float32)
-        y = np.asarray(y, dtype=np.int64)
-        targets = np.zeros_like(Z)
-        found = np.zeros(len(Z), dtype=bool)
-        if len(y) == 0:
-            return targets, found
-        order = np.argsort(y, kind="stable")
-        ys = y[order]
-        for rows in np.split(order, np.flatnonzero(ys[1:] != ys[:-1]) + 1):
-            clusters = self._by_class.get(int(y[rows[0]]))
-            if not clusters:
-                continue
-            Q = Z[rows]
-            best = np.full(len(rows), np.inf, dtype=np.float32)
-            chosen = np.zeros_like(Q)
-            for reps, search in clusters:
-                means = self._cluster_means(reps, search, Q)
-                dist = np.einsum("ij,ij->i", Q - means, Q - means)
-                closer = dist < best  # ties keep the earlier (larger) cluster
-                best[closer] = dist[closer]
-                chosen[closer] = means[closer]
-            targets[rows] = chosen
-            found[rows] = True
-        return targets, found
+        return _query_by_class(Z, y, self._nearest_proposal)
+
+    def _nearest_proposal(self, c: int, Q: np.ndarray) -> np.ndarray | None:
+        clusters = self._by_class.get(c)
+        if not clusters:
+            return None
+        best = np.full(len(Q), np.inf, dtype=np.float32)
+        chosen = np.zeros_like(Q)
+        for reps, search in clusters:
+            means = self._cluster_means(reps, search, Q)
+            dist = np.einsum("ij,ij->i", Q - means, Q - means)
+            closer = dist < best  # ties keep the earlier (larger) cluster
+            best[closer] = dist[closer]
+            chosen[closer] = means[closer]
+        return chosen
 
     def __len__(self) -> int:
         return len(self.latents)
