@@ -46,7 +46,7 @@ from lccbench.data import prepare_data
 from lccbench.measure import machine_info
 from lccbench.report import jsonable
 from lccbench.stats import mean_std, median_timings, paired_summary
-from sklcc.communities import louvain_labels
+from sklcc.communities import louvain_labels, networkit_graph
 from sklcc.diagnostics import history_key
 from sklcc.neighbors import knn_graph
 from sklcc.refresh import refresh_clusters
@@ -81,15 +81,25 @@ def gil_check(n: int = 50_000, d: int = 512, n_clusters: int = 10, seed: int = 0
     y = rng.integers(n_clusters, size=n)
     Z = (rng.normal(size=(n_clusters, d)) * 3)[y] + rng.normal(size=(n, d))
     Z = Z.astype(np.float32)
-    sub = Z[:5000, :64].copy()
-    edges = knn_graph(sub, 10, random_state=seed)
+    # PLM takes about 10 ms on the refresh's 5,000-node graph, too short to see
+    # anything but thread start-up; on every sample's graph it runs long enough.
+    edges = knn_graph(Z[:, :64], 10, random_state=seed)
+    small = knn_graph(Z[:5000, :64], 10, random_state=seed)
     steps = {
         "whole refresh (default engine)": lambda: refresh_clusters(Z, y, n_clusters),
-        "networkit PLM, 5,000 nodes": lambda: louvain_labels(edges, len(sub),
-                                                             louvain_backend="networkit"),
-        "networkx Louvain, 5,000 nodes": lambda: louvain_labels(edges, len(sub),
+        f"networkit PLM, {n:,} nodes": lambda: louvain_labels(edges, n,
+                                                              louvain_backend="networkit"),
+        "networkx Louvain, 5,000 nodes": lambda: louvain_labels(small, 5000,
                                                                 louvain_backend="networkx"),
     }
+    try:
+        import networkit as nk
+
+        graph = networkit_graph(edges, n)
+        steps[f"networkit PLM.run() alone, {n:,} nodes"] = (
+            lambda: nk.community.PLM(graph, refine=True).run())
+    except ImportError:
+        pass
     alone_rate, _ = _count_while(None, 2.0)
     rows = []
     for name, step in steps.items():
@@ -116,6 +126,8 @@ def summarize_fits(runs: list[dict[str, Any]], variants: list[str]) -> list[dict
     by = {(r["method"], r["seed"]): r for r in runs}
     seeds = sorted({r["seed"] for r in runs
                     if all((m, r["seed"]) in by for m in ["ce", *variants])})
+    if not seeds:
+        return []
     rows = []
     for method in ["ce", *variants]:
         mine = [by[method, s] for s in seeds]
@@ -184,8 +196,12 @@ def main(argv: list[str] | None = None) -> None:
     own = argparse.ArgumentParser(add_help=False)
     own.add_argument("--variants", nargs="+", default=list(VARIANTS),
                      help=f"LCC variants among {VARIANTS}")
+    own.add_argument("--lcc-layers", nargs="+", default=None,
+                     help="latent layers of every variant (default: the head's hidden layer, "
+                          "before its dropout; 'head.out:input' is after it)")
     own.add_argument("--gil", action="store_true", help="run the GIL check first")
-    own.add_argument("--no-fits", action="store_true", help="only the GIL check")
+    own.add_argument("--no-fits", action="store_true",
+                     help="run no fit (report the GIL check and the fits already done)")
     mine, rest = own.parse_known_args(argv)
     cfg = resolve_config(parse_args(rest, description=__doc__.split("\n\n")[0]), argv,
                          script=__file__)
@@ -201,12 +217,11 @@ def main(argv: list[str] | None = None) -> None:
         (out / "gil.json").write_text(json.dumps(gil, indent=1))
     elif (out / "gil.json").is_file():
         gil = json.loads((out / "gil.json").read_text())
-    rows = []
+    log = out / "runs.jsonl"
+    runs = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    done = {(r["method"], r["seed"]) for r in runs}
+    methods = ["ce", *mine.variants]
     if not mine.no_fits:
-        log = out / "runs.jsonl"
-        runs = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
-        done = {(r["method"], r["seed"]) for r in runs}
-        methods = ["ce", *mine.variants]
         data = prepare_data(cfg)
         warm_up(cfg, data)
         for i, seed in enumerate(cfg["seeds"]):
@@ -215,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
                 if (method, seed) in done:
                     continue
                 params = None if method == "ce" else variant_params(method)
+                if params is not None and mine.lcc_layers:
+                    params["lcc_layers"] = mine.lcc_layers
                 run = fit_one("ce" if method == "ce" else "lcc", seed, cfg, data, params)
                 run["method"] = method
                 runs.append(jsonable(run))
@@ -222,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
                     f.write(json.dumps(runs[-1]) + "\n")
                 tqdm.write(f"[fit] {method:>13} seed {seed}: top-1 {run['top1']:.4f} "
                            f"fit {run['fit_s']:.1f} s")
-        rows = summarize_fits(runs, mine.variants)
+    rows = summarize_fits(runs, mine.variants) if runs else []
     report = render(rows, gil, cfg, machine)
     (out / "results.md").write_text(report)
     (out / "results.json").write_text(json.dumps(jsonable(
