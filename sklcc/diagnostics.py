@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ENGINE_KEYS", "REFRESH_KEYS", "STAT_KEYS", "TIMING_KEYS", "history_key",
-           "refresh_stats", "term_key"]
+__all__ = ["ENGINE_KEYS", "REFRESH_KEYS", "SCHEDULE_KEYS", "STAT_KEYS", "TIMING_KEYS",
+           "history_key", "refresh_stats", "term_key"]
 
 #: Clustering statistics of every refresh (see :func:`refresh_stats`).
 STAT_KEYS = ("n_clusters", "modularity", "misclustered", "uncovered_classes",
              "largest_cluster", "no_target", "n_representatives")
-#: Seconds of each refresh step; ``refresh_s`` is the whole refresh.
-TIMING_KEYS = ("latents_s", "graph_s", "communities_s", "assign_s", "index_s", "refresh_s")
+#: Seconds of each refresh step; ``refresh_s`` is the whole refresh, ``blocked_s`` the
+#: part of it training waited for (all of it unless ``lcc_refresh_mode="overlap"``).
+TIMING_KEYS = ("latents_s", "graph_s", "communities_s", "assign_s", "index_s", "refresh_s",
+               "blocked_s")
+#: Which latents the applied clusters came from: the epoch (1-based, as the history's
+#: ``epoch``; 0 is the initial weights) and the fraction of samples from an eval pass.
+SCHEDULE_KEYS = ("latents_epoch", "latents_eval")
 #: What ran: the Louvain engine's name.
 ENGINE_KEYS = ("louvain_backend",)
 #: Every per-refresh key, as written to ``net.history`` (each prefixed ``lcc_``).
-REFRESH_KEYS = STAT_KEYS + TIMING_KEYS + ENGINE_KEYS
+REFRESH_KEYS = STAT_KEYS + TIMING_KEYS + SCHEDULE_KEYS + ENGINE_KEYS
 
 
 def history_key(key: str) -> str:

@@ -22,7 +22,8 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,6 +61,18 @@ class FitState:
         between epochs may use them again).
     output_checked : bool
         Whether the module's first training output was checked against the criterion.
+    stop_epoch : int or None
+        Length ``net.history`` reaches when this fit has run all its epochs (unless a
+        callback stops it earlier).
+    resources : contextlib.ExitStack
+        What a callback opened for this fit (a worker thread); closed when the fit
+        ends, also on an error or a ``KeyboardInterrupt``.
+    latent_buffer : LatentBuffer or None
+        The training latents of the current epoch, when the next refresh takes them
+        from the training passes (:class:`~sklcc.latent_buffer.LatentBuffer`).
+    refresh_worker : RefreshWorker or None
+        The background refresh of ``lcc_refresh_mode="overlap"``
+        (:class:`~sklcc.refresh_worker.RefreshWorker`).
 
     """
 
@@ -67,6 +80,10 @@ class FitState:
     batch_index: torch.Tensor | None = None
     blas_threads: int | None = None
     output_checked: bool = False
+    stop_epoch: int | None = None
+    resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    latent_buffer: Any = None
+    refresh_worker: Any = None
 
 
 class IndexedDataset(torch.utils.data.Dataset):
@@ -235,7 +252,8 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
     def _fitting(self):
         self.fit_state_ = FitState()
         try:
-            yield
+            with self.fit_state_.resources:
+                yield
         finally:
             del self.fit_state_
 
@@ -274,6 +292,7 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
                 LatentRecorder(self.module_, self.penalty_layers()) as recorder:
             state.blas_threads = blas.get_original_num_threads().get("blas")
             state.recorder = recorder
+            state.stop_epoch = len(self.history) + (self.max_epochs if epochs is None else epochs)
             try:
                 return super().fit_loop(X, y, epochs=epochs, **fit_params)
             finally:

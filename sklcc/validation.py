@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_array, check_consistent_length, colum
 from skorch.utils import is_dataset, to_numpy
 
 __all__ = [
+    "check_choice",
     "check_integer",
     "check_target",
     "check_real",
@@ -42,6 +43,21 @@ def check_integer(name: str, value: Any, low: int, *, allow_none: bool = False) 
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         none = " or None" if allow_none else ""
         raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {low}{none}.")
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Raise unless ``value`` is one of ``choices``.
+
+    Examples
+    --------
+    >>> check_choice("lcc_refresh_mode", "async", ("sync", "overlap"))
+    Traceback (most recent call last):
+    ...
+    ValueError: lcc_refresh_mode='async' is invalid: expected one of ['sync', 'overlap'].
+
+    """
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name}={value!r} is invalid: expected one of {list(choices)}.")
 
 
 def check_real(name: str, value: Any, *, low: float, strict: bool, hint: str) -> None:
@@ -222,10 +238,7 @@ def check_target(lcc_target: Any, lcc_target_k: Any, n_representatives: Any) -> 
     ValueError: lcc_target='knn-mean' takes every correctly clustered sample as a candidate, so n_representatives must be None (got 32); pass n_representatives=None, or lcc_target='nearest' to draw representatives.
 
     """  # noqa: E501
-    if lcc_target not in LCC_TARGETS:
-        raise ValueError(
-            f"lcc_target={lcc_target!r} is invalid: expected one of {list(LCC_TARGETS)}."
-        )
+    check_choice("lcc_target", lcc_target, LCC_TARGETS)
     check_integer("lcc_target_k", lcc_target_k, 1, allow_none=True)
     if lcc_target == "nearest" and lcc_target_k is not None:
         raise ValueError(

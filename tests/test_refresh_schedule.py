@@ -1,0 +1,262 @@
+"""Where the refresh takes its latents (lcc_latents) and when it applies them (lcc_refresh_mode)."""
+
+import pickle
+import threading
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from skorch.callbacks import Callback
+
+from sklcc import LCCClassifier, callbacks
+from sklcc.diagnostics import SCHEDULE_KEYS, STAT_KEYS, history_key
+from sklcc.latent_buffer import LatentBuffer
+from sklcc.refresh import refresh_clusters
+from sklcc.refresh_worker import RefreshWorker
+
+#: History keys that must be equal between two runs of the same seed (timings excluded).
+SAME_KEYS = ["train_loss", "train_lcc", *(history_key(k) for k in STAT_KEYS + SCHEDULE_KEYS)]
+
+
+class MLP(torch.nn.Module):
+    def __init__(self, dropout=0.0):
+        super().__init__()
+        self.hidden = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU())
+        self.dropout = torch.nn.Dropout(dropout)
+        self.out = torch.nn.Linear(32, 10)
+
+    def forward(self, x):
+        return torch.softmax(self.out(self.dropout(self.hidden(x))), dim=-1)
+
+
+class FixedLatent(torch.nn.Module):
+    """Latent = the input itself, untouched by training: train and eval passes agree."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Identity()
+        self.out = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        return torch.softmax(self.out(self.embed(x)), dim=-1)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return (X[:500] / 16).astype(np.float32), y[:500]
+
+
+def small(**kwargs):
+    params = dict(module=MLP, lcc_layers=["hidden"], max_epochs=5, lr=0.1, batch_size=64,
+                  lcc_warmup=1, train_split=None, random_state=0, verbose=0)
+    return LCCClassifier(**{**params, **kwargs})
+
+
+def same_history(a, b):
+    for key in SAME_KEYS:
+        assert [row.get(key) for row in a.history] == [row.get(key) for row in b.history], key
+
+
+class FlagsPerEpoch(Callback):
+    """Records the flags in use during each epoch (after the refresh callback ran)."""
+
+    def initialize(self):
+        self.flags = []
+        return self
+
+    def on_epoch_begin(self, net, **kwargs):
+        states = net.lcc_states_
+        self.flags.append(None if not states else states["hidden"].correct.copy())
+
+
+class Interrupt(Callback):
+    def __init__(self, at_epoch, error=KeyboardInterrupt):
+        self.at_epoch, self.error = at_epoch, error
+
+    def on_epoch_begin(self, net, **kwargs):
+        if len(net.history) == self.at_epoch:
+            assert net.fit_state_.refresh_worker.busy  # a refresh is in flight
+            raise self.error("stop")
+
+
+class Pickle(Callback):
+    """Pickles the net at every epoch's end, as a checkpoint would."""
+
+    def on_epoch_end(self, net, **kwargs):
+        self.blob = None
+        self.blob = pickle.dumps(net)
+
+
+# ---------------------------------------------------------------- parameters
+
+
+@pytest.mark.parametrize("param, value", [("lcc_latents", "training"),
+                                          ("lcc_refresh_mode", "async"),
+                                          ("lcc_refresh_mode", None)])
+def test_bad_schedule_parameters_are_refused_by_name(digits, param, value):
+    with pytest.raises(ValueError, match=f"{param}={value!r} is invalid: expected one of"):
+        small(**{param: value}).fit(*digits)
+
+
+# ---------------------------------------------------------------- the latent buffer
+
+
+def test_buffer_keeps_detached_float32_rows_at_their_positions():
+    buffer = LatentBuffer(5)
+    z = torch.arange(6, dtype=torch.float64, requires_grad=True).reshape(3, 2)
+    buffer.add(torch.tensor([4, 0, 2]), {"a": z * 1}, torch.tensor([7, 8, 9]))
+    latents, y = buffer.arrays()
+    assert latents["a"].dtype == np.float32
+    assert latents["a"][[4, 0, 2]].tolist() == [[0, 1], [2, 3], [4, 5]]
+    assert y[[4, 0, 2]].tolist() == [7, 8, 9]
+    assert buffer.missing().tolist() == [1, 3]
+
+
+def test_train_latents_cluster_like_the_eval_pass_where_both_see_the_same_latents(digits):
+    # With latents the training cannot move, the training passes hold exactly what the
+    # eval pass would compute, so the runs agree bit for bit, without the eval pass.
+    kw = dict(module=FixedLatent, lcc_layers=["embed"], max_epochs=4)
+    ev = small(**kw, lcc_latents="eval").fit(*digits)
+    tr = small(**kw, lcc_latents="train").fit(*digits)
+    for key in SAME_KEYS:
+        if key != history_key("latents_eval"):
+            assert ev.history[:, key] == tr.history[:, key], key
+    assert tr.history[:, "lcc_latents_eval"] == [0.0] * 3
+    assert ev.history[:, "lcc_latents_eval"] == [1.0] * 3
+
+
+def test_samples_the_epoch_did_not_see_come_from_the_eval_pass(digits):
+    kw = dict(module=FixedLatent, lcc_layers=["embed"], max_epochs=3, batch_size=64,
+              iterator_train__shuffle=True, iterator_train__drop_last=True)
+    ev = small(**kw, lcc_latents="eval").fit(*digits)
+    tr = small(**kw, lcc_latents="train").fit(*digits)
+    assert tr.history[:, "lcc_latents_eval"] == [(500 % 64) / 500] * 2
+    for layer, state in ev.lcc_states_.items():
+        np.testing.assert_array_equal(state.correct, tr.lcc_states_[layer].correct)
+
+
+def test_a_refresh_with_no_epoch_before_it_uses_the_eval_pass(digits):
+    net = small(lcc_warmup=0, max_epochs=3, lcc_latents="train").fit(*digits)
+    assert net.history[:, "lcc_latents_eval"] == [1.0, 0.0, 0.0]
+    assert net.history[:, "lcc_latents_epoch"] == [0, 1, 2]
+
+
+def test_train_latents_are_what_the_hooks_saw_in_training(digits):
+    class Spy(Callback):
+        def on_batch_end(self, net, batch=None, training=False, **kwargs):
+            if training and net.fit_state_.latent_buffer is not None:
+                self.last = (batch[2].numpy(), net.fit_state_.recorder.outputs["hidden"]
+                             .detach().numpy().copy())
+                self.buffer = net.fit_state_.latent_buffer
+
+    spy = Spy()
+    small(module__dropout=0.5, max_epochs=2, lcc_latents="train",
+          callbacks=[("spy", spy)]).fit(*digits)
+    index, z = spy.last
+    np.testing.assert_array_equal(spy.buffer.arrays()[0]["hidden"][index], z)
+
+
+# ---------------------------------------------------------------- overlap
+
+
+def test_overlap_applies_one_epoch_later_what_sync_computes(digits):
+    sync = small(max_epochs=5, callbacks=[("flags", FlagsPerEpoch())]).fit(*digits)
+    over = small(max_epochs=5, lcc_refresh_mode="overlap",
+                 callbacks=[("flags", FlagsPerEpoch())]).fit(*digits)
+    assert sync.history[:, "lcc_latents_epoch"] == [1, 2, 3, 4]
+    # Launched at epochs 1..3 (not at the last), applied at 2..4 (0-based).
+    assert over.history[:, "lcc_latents_epoch"] == [1, 2, 3]
+    assert [row["epoch"] for row in over.history if "lcc_latents_epoch" in row] == [3, 4, 5]
+    sync_flags = dict(sync.callbacks_)["flags"].flags
+    over_flags = dict(over.callbacks_)["flags"].flags
+    assert over_flags[:2] == [None, None]
+    # Training is identical until the first flags are used, so the first refresh of
+    # both runs clusters the same latents with the same generator.
+    np.testing.assert_array_equal(over_flags[2], sync_flags[1])
+
+
+def test_overlap_flags_equal_a_synchronous_refresh_of_the_same_latents(digits, monkeypatch):
+    calls = []
+
+    def spy(Z, y, n_classes, *, random_state, **params):
+        calls.append((Z.copy(), y.copy(), n_classes, params,
+                      random_state.bit_generator.state))
+        return refresh_clusters(Z, y, n_classes, random_state=random_state, **params)
+
+    monkeypatch.setattr(callbacks, "refresh_clusters", spy)
+    for latents in ("eval", "train"):
+        calls.clear()
+        net = small(max_epochs=6, lcc_refresh_mode="overlap", lcc_latents=latents,
+                    callbacks=[("flags", FlagsPerEpoch())]).fit(*digits)
+        flags = dict(net.callbacks_)["flags"].flags
+        epochs = net.history[:, "lcc_latents_epoch"]
+        assert len(calls) == len(epochs) == 4
+        for latents_epoch, (Z, y, n_classes, params, rng_state) in zip(epochs, calls, strict=True):
+            rng = np.random.default_rng()
+            rng.bit_generator.state = rng_state
+            expected = refresh_clusters(Z, y, n_classes, random_state=rng, **params)
+            # latents of epoch e (1-based) are applied in epoch e + 2 (1-based)
+            np.testing.assert_array_equal(flags[latents_epoch + 1], expected.correct)
+
+
+@pytest.mark.parametrize("latents", ["eval", "train"])
+def test_overlap_is_deterministic(digits, latents):
+    a = small(lcc_refresh_mode="overlap", lcc_latents=latents).fit(*digits)
+    b = small(lcc_refresh_mode="overlap", lcc_latents=latents).fit(*digits)
+    same_history(a, b)
+    np.testing.assert_array_equal(a.lcc_states_["hidden"].correct,
+                                  b.lcc_states_["hidden"].correct)
+    np.testing.assert_array_equal(a.predict_proba(digits[0]), b.predict_proba(digits[0]))
+
+
+def test_sync_records_the_whole_refresh_as_blocked(digits):
+    net = small(max_epochs=3).fit(*digits)
+    for row in net.history[1:]:
+        assert row["lcc_latents_s"] <= row["lcc_blocked_s"] <= row["lcc_refresh_s"] + 0.05
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+def test_interrupted_overlap_fit_leaves_no_thread_and_refits_cleanly(digits, error):
+    baseline = threading.active_count()
+    net = small(max_epochs=6, lcc_refresh_mode="overlap",
+                callbacks=[("stop", Interrupt(3, error))])
+    if error is KeyboardInterrupt:  # skorch ends the fit early, as if it were complete
+        net.fit(*digits)
+        assert len(net.history) == 3
+    else:
+        with pytest.raises(RuntimeError, match="stop"):
+            net.fit(*digits)
+    assert threading.active_count() == baseline
+    assert not hasattr(net, "fit_state_")
+    net.set_params(callbacks__stop=None).fit(*digits)
+    assert threading.active_count() == baseline
+    fresh = small(max_epochs=6, lcc_refresh_mode="overlap").fit(*digits)
+    same_history(net, fresh)
+    np.testing.assert_array_equal(net.predict_proba(digits[0]), fresh.predict_proba(digits[0]))
+
+
+def test_overlap_net_pickles_mid_fit_and_partial_fit_goes_on(digits):
+    net = small(max_epochs=3, lcc_refresh_mode="overlap", callbacks=[("pickle", Pickle())])
+    net.fit(*digits)
+    restored = pickle.loads(dict(net.callbacks_)["pickle"].blob)
+    assert not hasattr(restored, "fit_state_")
+    baseline = threading.active_count()
+    net.partial_fit(*digits)
+    assert threading.active_count() == baseline
+    assert len(net.history) == 6
+    assert net.history[:, "lcc_latents_epoch"] == [1, 3, 4]
+
+
+def test_worker_runs_one_job_at_a_time_and_reraises_its_error():
+    with RefreshWorker() as worker:
+        worker.submit(divmod, 7, 2)
+        with pytest.raises(RuntimeError, match="already in flight"):
+            worker.submit(divmod, 1, 1)
+        assert worker.result()[0] == (3, 1)
+        worker.submit(divmod, 1, 0)
+        with pytest.raises(ZeroDivisionError):
+            worker.result()
+        with pytest.raises(RuntimeError, match="no refresh in flight"):
+            worker.result()
