@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from sklearn.decomposition import PCA
 
-from .communities import louvain_labels, modularity
+from .communities import louvain_labels, modularity, resolve_louvain_backend
 from .neighbors import (
     build_index,
     edges_from_neighbors,
@@ -34,8 +34,9 @@ _EIGH_MAX_FEATURES = 1000
 # subsampled neighbour: on CIFAR-10 head latents ef=16 picked the same neighbour as
 # ef=32 for 99.9 % of 45,000 samples, in 60 % of the time.
 _ASSIGN_EF = 16
-# Threads of that search: it runs while Louvain holds one core.
-_ASSIGN_THREADS = max(1, (os.cpu_count() or 1) - 1)
+# Threads of that search: it runs beside Louvain, which holds one core for seconds with
+# networkx (pure Python) but for milliseconds with networkit.
+_ASSIGN_THREADS = {"networkx": max(1, (os.cpu_count() or 1) - 1)}
 
 
 def cluster_latents(
@@ -110,10 +111,10 @@ def cluster_latents(
     t1 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The nearest subsampled neighbour of every other sample does not depend on
-        # the communities, and hnswlib releases the GIL: search beside Louvain,
-        # which is pure Python on one core.
+        # the communities, and hnswlib releases the GIL: search beside Louvain.
+        threads = _ASSIGN_THREADS.get(resolve_louvain_backend(louvain_backend), -1)
         search = pool.submit(nearest_neighbors, index, Z[rest], 1, ef=_ASSIGN_EF,
-                             n_jobs=_ASSIGN_THREADS)
+                             n_jobs=threads)
         sample_labels = louvain_labels(
             edges, len(sample), louvain_resolution=louvain_resolution,
             random_state=random_state, louvain_backend=louvain_backend,
