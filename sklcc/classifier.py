@@ -76,12 +76,12 @@ class LCCClassifier(LatentPenaltyClassifier):
         ``"train"``: what the hooks saw in the training batches of the epoch that
         just ended (training mode, weights moving through the epoch), kept on the
         CPU; samples that epoch did not see (``iterator_train__drop_last=True``) and
-        a refresh at a fit's first epoch use the eval pass. Saves the pass: 0.55 s
-        of a 1.5 s refresh in the CIFAR-10 head benchmark (50,000 samples, 512-d),
-        where top-1 moved by -0.07 pt (not significant, 3 seeds). The default stays
-        ``"eval"`` because ``"train"`` clusters dropout-masked latents where a dropout
-        precedes the latent layer (often so for the default layer); pass ``"train"``
-        when none does. See the user guide, "Refresh schedule and cost".
+        a refresh at a fit's first epoch use the eval pass. Saves the pass (about a
+        third of a refresh in the CIFAR-10 head benchmark, with no measurable
+        accuracy change; docs/benchmarks.md). The default stays ``"eval"`` because
+        ``"train"`` clusters dropout-masked latents where a dropout precedes the
+        latent layer (often so for the default layer); pass ``"train"`` when none
+        does. See the user guide, "Refresh schedule and cost".
     lcc_refresh_mode : {"sync", "overlap"}, default="sync"
         ``"sync"``: a refresh's clusters are used from the epoch it runs in.
         ``"overlap"``: the clustering runs in a background thread while that epoch
@@ -89,8 +89,8 @@ class LCCClassifier(LatentPenaltyClassifier):
         the next epoch (one epoch staler), waiting for it if it is not ready; the
         same seed still gives the same run. With ``lcc_warmup`` ``w`` the term starts
         at epoch ``w + 1``. History records where the applied clusters came from
-        (``lcc_latents_epoch``) and what training waited (``lcc_blocked_s``). On 2
-        CPU cores it hid the refresh from the training thread but did not shorten
+        (``lcc_latents_epoch``) and what training waited (``lcc_blocked_s``). On a
+        2-core CPU it hid the refresh from the training thread but did not shorten
         the fit (torch's threads already use both cores), hence the default.
     cluster_sample_size : int or None, default=5000
         The graph and Louvain run on a seeded subsample of this many training
