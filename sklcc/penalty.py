@@ -197,7 +197,9 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
             return self.label_classes_
         return super().classes_
 
-    def _check_callbacks(self) -> None:
+    def _check_params(self) -> None:
+        """Check the subclass's parameters, then the callbacks its term needs."""
+        self.check_penalty_params()
         if self.callbacks == "disable" and self.penalty_weight > 0:
             raise ValueError(
                 f"callbacks='disable' turns off every callback, including the ones "
@@ -222,8 +224,7 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
         self
 
         """
-        self.check_penalty_params()
-        self._check_callbacks()
+        self._check_params()
         continuing = self.warm_start and self.initialized_
         known = vars(self).get("label_classes_") if continuing else None
         X = check_X(X, self, reset=not continuing)
@@ -241,8 +242,7 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
             return super().partial_fit(X, y, classes=classes, **fit_params)
         if not self.initialized_:
             return self.fit(X, y, **fit_params)
-        self.check_penalty_params()
-        self._check_callbacks()
+        self._check_params()
         X = check_X(X, self, reset=False)
         _, y = encode_labels(X, y, self.classes, known=vars(self).get("label_classes_"))
         with self._fitting():
@@ -340,7 +340,10 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
         """Stop with a clear error as soon as the training loss is not finite."""
         if not training:
             return
-        loss = self.history[-1, "batches", -1, "train_loss"]
+        # The step's loss itself: skorch has already read it back for the history, and
+        # reading it from the history would cost a store round trip per batch under a
+        # DistributedHistory.
+        loss = float(kwargs["loss"])
         if not math.isfinite(loss):
             epoch = len(self.history)
             n_batch = len(self.history[-1, "batches"])
