@@ -343,7 +343,8 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
         # The step's loss itself: skorch has already read it back for the history, and
         # reading it from the history would cost a store round trip per batch under a
         # DistributedHistory.
-        loss = float(kwargs["loss"])
+        loss = kwargs["loss"]
+        loss = float(loss.detach() if torch.is_tensor(loss) else loss)
         if not math.isfinite(loss):
             epoch = len(self.history)
             n_batch = len(self.history[-1, "batches"])
