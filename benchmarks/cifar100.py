@@ -179,11 +179,13 @@ class RunStore:
 
     ``<out>/runs/<method>__seed<seed>.json`` is written as soon as a run ends; a restart
     with the same ``--out`` skips it. The recipe is kept in ``<out>/runs/recipe.json``:
-    resuming with another recipe (anything but the methods and seeds) is refused, so
+    resuming with another recipe (anything but the choice of methods and seeds) is refused, so
     runs of different recipes never meet in one table.
     """
 
-    _FREE = ("methods", "seeds", "command", "out", "threads", "preset")
+    # Options that only choose which runs to do (or how to print them), not how a run goes.
+    _FREE = ("methods", "seeds", "command", "out", "threads", "preset", "grid_weights",
+             "grid_k", "grid_layers", "louvain_resolution_sweep")
 
     def __init__(self, out: Path, cfg: dict[str, Any]):
         self.folder = out / "runs"

@@ -205,9 +205,10 @@ def test_published_preset_sets_the_recipe_and_the_grid():
     assert (cfg["optimizer"], cfg["lr"], cfg["momentum"], cfg["batch_size"]) == (
         "sgd", 0.1, 0.9, 256)
     assert cfg["grad_clip"] == 1.0 and cfg["train_fraction"] == 0.8 and cfg["seeds"] == [0, 1, 2]
-    assert (cfg["lcc_warmup"], cfg["lcc_interval"], cfg["lcc_target"]) == (1, 1, "knn-mean")
-    assert cfg["cluster_sample_size"] is cfg["cluster_n_components"] is None
-    assert cfg["n_representatives"] is None
+    assert (cfg["lcc_warmup"], cfg["lcc_interval"]) == (1, 1)
+    # the plain lcc options stay today's defaults: the grid cells carry the published ones
+    assert (cfg["lcc_target"], cfg["n_representatives"]) == ("nearest", 32)
+    assert (cfg["cluster_sample_size"], cfg["cluster_n_components"]) == (5000, 64)
     grid = [m for m in cfg["methods"] if m.startswith("lcc@w=")]
     assert cfg["methods"][0] == "ce" and len(grid) == 12
     assert "lcc@w=0.0001,k=500,layer=last-stage" in grid
@@ -221,12 +222,19 @@ def test_published_preset_sets_the_recipe_and_the_grid():
 
 
 def test_grid_cells_build_the_published_lcc():
-    cfg = _config("--preset", "published", "--finetune", "head", "--hidden", "16")
+    cfg = _config("--preset", "published", "--finetune", "head", "--hidden", "16",
+                  "--methods", "ce", "lcc", "--knn-algorithm", "brute")
     data = {"n_classes": 3, "in_features": 5}
     net = make_estimator("lcc@w=0.0001,k=50,layer=logits", cfg, data, seed=1)
     assert (net.lcc_weight, net.n_neighbors, net.lcc_layers) == (1e-4, 50, ["head.out"])
     assert net.lcc_target == "knn-mean" and net.lcc_target_k is None  # k shared
     assert net.cluster_sample_size is None and net.n_representatives is None
+    assert net.cluster_n_components is None and net.knn_algorithm == "brute"
+    # beside the cells, lcc is today's defaults: the 5b comparison in one recipe
+    plain = make_estimator("lcc", cfg, data, seed=1)
+    assert (plain.lcc_target, plain.n_representatives, plain.n_neighbors) == ("nearest", 32, 10)
+    assert (plain.cluster_sample_size, plain.cluster_n_components) == (5000, 64)
+    assert plain.lcc_layers == [HIDDEN_LAYER] and plain.knn_algorithm == "brute"
     assert make_estimator("lcc@w=0.01,k=5,layer=last-stage", cfg, data, seed=1).lcc_layers == [
         HIDDEN_LAYER]  # no backbone block trains in the head regime
     assert type(net.optimizer) is type and net.optimizer.__name__ == "SGD"

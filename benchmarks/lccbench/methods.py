@@ -8,8 +8,11 @@ schedule, batches and seed, so that within a seed they differ by their loss term
 - ``center``: :class:`sklcc.CenterLossClassifier` on the same layer;
 - ``ce-tuned`` / ``lcc-tuned``: the same, with parameters from :func:`tune`;
 - ``lcc@louvain_resolution=R``: ``lcc`` with that Louvain resolution;
-- ``lcc@w=W,k=K,layer=L``: one cell of the published grid, ``lcc`` with weight ``W``,
-  ``n_neighbors=K`` (the target's ``k`` too) and latents at placement ``L``.
+- ``lcc@w=W,k=K,layer=L``: one cell of the published grid: :class:`sklcc.LCCClassifier`
+  with weight ``W``, ``n_neighbors=K`` (the target's ``k`` too), latents at placement
+  ``L`` and the published clustering whatever the ``lcc`` options say
+  (:data:`PUBLISHED_LCC`), so that ``lcc`` (today's defaults) and a published cell can
+  run side by side under one recipe.
 """
 
 from __future__ import annotations
@@ -29,6 +32,12 @@ from sklcc import CenterLossClassifier, LatentPenaltyClassifier, LCCClassifier
 from .config import BASE_METHODS, GRID_PREFIX, SWEEP_PREFIX, grid_method, parse_grid_method
 from .data import DATA_SEED
 from .models import HIDDEN_LAYER, FineTuneNet, placement_layer
+
+#: The LCC options of every published grid cell: the exact knn-mean target over every
+#: correctly clustered sample, the graph on the whole training split in the full latent
+#: space.
+PUBLISHED_LCC = {"lcc_target": "knn-mean", "lcc_target_k": None, "n_representatives": None,
+                 "cluster_sample_size": None, "cluster_n_components": None}
 
 __all__ = ["make_estimator", "tune"]
 
@@ -85,11 +94,16 @@ def make_estimator(method: str, cfg: dict[str, Any], data: dict[str, Any], seed:
     )
     base, louvain_resolution = method.removesuffix("-tuned"), cfg["louvain_resolution"]
     layer, weight, k = HIDDEN_LAYER, cfg["lcc_weight"], cfg["n_neighbors"]
+    lcc_options = {"lcc_target": cfg.get("lcc_target", "nearest"), "lcc_target_k": None,
+                   "n_representatives": cfg["n_representatives"],
+                   "cluster_sample_size": cfg["cluster_sample_size"],
+                   "cluster_n_components": cfg["cluster_n_components"]}
     if method.startswith(SWEEP_PREFIX):
         base, louvain_resolution = "lcc", float(method.removeprefix(SWEEP_PREFIX))
     elif method.startswith(GRID_PREFIX):
         weight, k, placement = parse_grid_method(method)
         base, layer = "lcc", placement_layer(placement, cfg["finetune"])
+        lcc_options = dict(PUBLISHED_LCC)
     if base == "ce":
         net = LatentPenaltyClassifier(**common)
     elif base == "center":
@@ -98,11 +112,9 @@ def make_estimator(method: str, cfg: dict[str, Any], data: dict[str, Any], seed:
     elif base == "lcc":
         net = LCCClassifier(
             lcc_layers=[layer], lcc_weight=weight, n_neighbors=k,
-            louvain_resolution=louvain_resolution, n_representatives=cfg["n_representatives"],
-            lcc_target=cfg.get("lcc_target", "nearest"), lcc_warmup=cfg["lcc_warmup"],
-            lcc_interval=cfg["lcc_interval"], cluster_sample_size=cfg["cluster_sample_size"],
-            cluster_n_components=cfg["cluster_n_components"],
-            **common,
+            louvain_resolution=louvain_resolution, lcc_warmup=cfg["lcc_warmup"],
+            lcc_interval=cfg["lcc_interval"],
+            knn_algorithm=cfg.get("knn_algorithm", "auto"), **lcc_options, **common,
         )
     else:
         raise ValueError(f"unknown method {method!r}; expected one of {BASE_METHODS}, "
