@@ -22,6 +22,8 @@ import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 
+from .neighbors import unique_sorted
+
 __all__ = ["louvain_labels", "modularity", "networkit_graph", "resolve_louvain_backend"]
 
 # PLM settings, chosen by measurement (benchmarks/community_engines.py): turbo keeps
@@ -178,7 +180,7 @@ def networkit_graph(edges: np.ndarray, n_nodes: int):
         upper = sp.csr_matrix((np.ones(len(edges)), (lo, hi)), shape=(n_nodes, n_nodes))
         graph = nk.GraphFromCsr(upper, directed=False)
     else:
-        key = np.unique(lo * n_nodes + hi)
+        key = unique_sorted(lo * n_nodes + hi)
         graph = nk.GraphFromCoo(
             (key // n_nodes, key % n_nodes), n=n_nodes, weighted=False, directed=False
         )
