@@ -23,7 +23,7 @@ __all__ = ["LATENT_SOURCES", "REFRESH_MODES", "REFRESH_PARAMS", "LatentClusterRe
 #: :func:`~sklcc.refresh.refresh_clusters`.
 REFRESH_PARAMS = ("n_neighbors", "louvain_resolution", "n_representatives", "lcc_target",
                   "lcc_target_k", "cluster_sample_size", "cluster_n_components",
-                  "louvain_backend")
+                  "louvain_backend", "knn_algorithm")
 
 
 #: Where a refresh takes the training latents from (``lcc_latents``).
@@ -182,3 +182,5 @@ def _apply(net, states, record) -> None:
     for key, value in record.items():
         write(history_key(key), value)
     write(history_key("louvain_backend"), resolve_louvain_backend(net.louvain_backend))
+    write(history_key("knn_algorithm"),
+          ",".join(sorted({s.timings["knn_algorithm"] for s in states.values()})))

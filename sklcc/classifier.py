@@ -20,6 +20,7 @@ from .communities import resolve_louvain_backend
 from .diagnostics import REFRESH_KEYS, history_key
 from .latents import collect_latents, resolve_latent_layers
 from .loss import lcc_loss
+from .neighbors import KNN_ALGORITHMS
 from .penalty import LatentPenaltyClassifier
 from .validation import check_choice, check_integer, check_real, check_target
 
@@ -106,6 +107,18 @@ class LCCClassifier(LatentPenaltyClassifier):
         networkx), ``"networkit"``, ``"networkx"``, or another networkx dispatch
         backend (for example ``"cugraph"`` with nx-cugraph on a GPU machine). The
         engine that ran is recorded in history as ``lcc_louvain_backend``.
+    knn_algorithm : {"auto", "kd_tree", "brute", "hnsw"}, default="auto"
+        Neighbour search of the kNN graph and of the assignment to the subsample,
+        named as in scikit-learn's ``NearestNeighbors``. ``"kd_tree"``: scipy's
+        exact KD-tree, fast in few dimensions (logits). ``"brute"``: exact, by
+        chunked matrix products in torch. ``"hnsw"``: an approximate hnswlib
+        index, built on one thread so a seed reproduces it. ``"auto"`` takes brute
+        force for ``n_neighbors >= 100``, else the KD-tree up to 16 features, else
+        brute force for at most 20,000 clustered samples or 256 or more features,
+        else hnswlib
+        (measured in docs/benchmarks.md, "Neighbour search engines"). The engine
+        that ran is recorded in history as ``lcc_knn_algorithm``. On a CUDA
+        ``device`` the searches are exact matrix products on the device.
     random_state : int or None, default=None
         Seeds torch (module initialisation, shuffling, dropout) for the duration of
         ``fit`` without touching the global generator afterwards, and the
@@ -182,6 +195,7 @@ class LCCClassifier(LatentPenaltyClassifier):
         cluster_sample_size: int | None = 5000,
         cluster_n_components: int | None = 64,
         louvain_backend: str | None = None,
+        knn_algorithm: str = "auto",
         random_state: int | None = None,
         **kwargs,
     ):
@@ -200,6 +214,7 @@ class LCCClassifier(LatentPenaltyClassifier):
         self.cluster_sample_size = cluster_sample_size
         self.cluster_n_components = cluster_n_components
         self.louvain_backend = louvain_backend
+        self.knn_algorithm = knn_algorithm
 
     @property
     def _default_callbacks(self):
@@ -237,6 +252,7 @@ class LCCClassifier(LatentPenaltyClassifier):
                       allow_none=True)
         check_integer("cluster_n_components", self.cluster_n_components, 1, allow_none=True)
         resolve_louvain_backend(self.louvain_backend)  # raises for an unknown engine
+        check_choice("knn_algorithm", self.knn_algorithm, KNN_ALGORITHMS)
 
     def penalty_layers(self) -> list[str]:
         """Resolve ``lcc_layers`` against the module (stored as ``lcc_layers_``)."""

@@ -18,13 +18,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from .communities import louvain_labels, modularity, resolve_louvain_backend
-from .neighbors import (
-    build_index,
-    edges_from_neighbors,
-    exact_neighbors,
-    knn_graph,
-    nearest_neighbors,
-)
+from .neighbors import NeighborSearch, edges_from_neighbors, exact_neighbors, knn_graph
 
 __all__ = ["cluster_latents"]
 
@@ -42,8 +36,8 @@ _ASSIGN_THREADS = {"networkx": max(1, (os.cpu_count() or 1) - 1)}
 def cluster_latents(
     Z: np.ndarray, *, n_neighbors: int = 10, louvain_resolution: float = 1.0,
     cluster_sample_size: int | None = 5000, cluster_n_components: int | None = 64,
-    random_state: int = 0, louvain_backend: str | None = None, cluster_device=None,
-    timings: dict | None = None,
+    random_state: int = 0, louvain_backend: str | None = None, knn_algorithm: str = "auto",
+    cluster_device=None, timings: dict | None = None,
 ) -> tuple[np.ndarray, float]:
     """Louvain clusters of the kNN graph of ``Z``, on all samples or a subsample.
 
@@ -66,14 +60,20 @@ def cluster_latents(
         Seed of the subsample, the index and Louvain.
     louvain_backend : str, optional
         Louvain engine (see :func:`~sklcc.communities.louvain_labels`).
+    knn_algorithm : {"auto", "kd_tree", "brute", "hnsw"}, default="auto"
+        Search engine of the graph and the assignment on the CPU
+        (:class:`~sklcc.neighbors.NeighborSearch`); ``"auto"`` decides from the
+        shape of the (projected) subsample and ``n_neighbors``.
     cluster_device : str or torch.device, optional
         Run the projection, the kNN graph and the assignment with torch on this
         device (exact searches by chunked matrix products; what a GPU does fast)
-        instead of hnswlib on the CPU. Louvain stays with ``louvain_backend``.
+        instead of on the CPU; ``knn_algorithm`` is then not used. Louvain stays
+        with ``louvain_backend``.
     timings : dict, optional
-        Filled with ``graph_s``, ``communities_s`` and ``assign_s``. The assignment
-        search runs in a thread beside Louvain; ``assign_s`` is the time it adds
-        after Louvain has finished.
+        Filled with ``graph_s``, ``communities_s``, ``assign_s`` and
+        ``knn_algorithm`` (the engine that ran). The assignment search runs in a
+        thread beside Louvain; ``assign_s`` is the time it adds after Louvain has
+        finished.
 
     Returns
     -------
@@ -105,16 +105,16 @@ def cluster_latents(
         pca = PCA(n_components, svd_solver=solver, random_state=random_state)
         Z = pca.fit(Z[sample]).transform(Z).astype(np.float32)
     Zs = Z[sample]
-    index = build_index(Zs, random_state=random_state)
-    edges = knn_graph(Zs, min(n_neighbors, len(sample) - 1), index=index)
+    k = min(n_neighbors, len(sample) - 1)
+    index = NeighborSearch(Zs, knn_algorithm, n_neighbors=k + 1, random_state=random_state)
+    edges = knn_graph(Zs, k, index=index)
     rest = np.setdiff1d(np.arange(n), sample, assume_unique=True)
     t1 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The nearest subsampled neighbour of every other sample does not depend on
-        # the communities, and hnswlib releases the GIL: search beside Louvain.
+        # the communities, and every engine releases the GIL: search beside Louvain.
         threads = _ASSIGN_THREADS.get(resolve_louvain_backend(louvain_backend), -1)
-        search = pool.submit(nearest_neighbors, index, Z[rest], 1, ef=_ASSIGN_EF,
-                             n_jobs=threads)
+        search = pool.submit(index.query, Z[rest], 1, ef=_ASSIGN_EF, n_jobs=threads)
         sample_labels = louvain_labels(
             edges, len(sample), louvain_resolution=louvain_resolution,
             random_state=random_state, louvain_backend=louvain_backend,
@@ -125,7 +125,8 @@ def cluster_latents(
     labels = np.empty(n, dtype=np.int64)
     labels[sample] = sample_labels
     labels[rest] = sample_labels[nearest]
-    timings.update(graph_s=t1 - t0, communities_s=t2 - t1, assign_s=time.perf_counter() - t2)
+    timings.update(graph_s=t1 - t0, communities_s=t2 - t1, assign_s=time.perf_counter() - t2,
+                   knn_algorithm=index.algorithm_)
     return labels, q
 
 
@@ -160,5 +161,6 @@ def _cluster_on_device(Z, sample, n_neighbors, n_components, louvain_resolution,
     labels = np.empty(n, dtype=np.int64)
     labels[sample] = sample_labels
     labels[rest] = sample_labels[nearest]
-    timings.update(graph_s=t1 - t0, communities_s=t2 - t1, assign_s=0.0)
+    timings.update(graph_s=t1 - t0, communities_s=t2 - t1, assign_s=0.0,
+                   knn_algorithm="brute")
     return labels, q

@@ -1,11 +1,21 @@
-"""k-nearest-neighbour graph of latent vectors: hnswlib on the CPU, exact on a GPU.
+"""k-nearest-neighbour graph of latent vectors, and the searches behind it.
 
 Step 2 of the refresh: every sample is linked to its ``n_neighbors`` nearest other
 samples (Euclidean distance) and the graph is made undirected by taking the union
 of both directions. Only an edge list is ever materialised, so memory is linear in
-the number of samples. On the CPU an hnswlib index finds the neighbours
-(:func:`knn_graph`); on the training device, exact chunked matrix products in torch
-do (:func:`exact_neighbors`), which a GPU runs in a fraction of an epoch.
+the number of samples.
+
+Three search engines (``knn_algorithm``, named as in scikit-learn's
+``NearestNeighbors``), wrapped by :class:`NeighborSearch`:
+
+- ``"kd_tree"``: scipy's exact KD-tree, on all cores; fast in few dimensions (logits).
+- ``"brute"``: exact, by chunked matrix products and ``topk`` in torch
+  (:func:`exact_neighbors`); what a GPU does in a fraction of an epoch, and on the
+  CPU the fastest exact search for small sets, wide latents or large ``k``.
+- ``"hnsw"``: an approximate hnswlib index, built on one thread so that a seed
+  reproduces the graph.
+
+``"auto"`` picks one from the shape of the search (:func:`resolve_knn_algorithm`).
 """
 
 from __future__ import annotations
@@ -13,13 +23,157 @@ from __future__ import annotations
 import hnswlib
 import numpy as np
 
-__all__ = ["build_index", "edges_from_neighbors", "exact_neighbors", "knn_graph",
-           "nearest_neighbors"]
+__all__ = ["KNN_ALGORITHMS", "NeighborSearch", "build_index", "edges_from_neighbors",
+           "exact_neighbors", "knn_graph", "nearest_neighbors", "resolve_knn_algorithm",
+           "unique_sorted"]
 
 # hnswlib construction parameters. M=16 / ef_construction=100 give a recall above
 # 0.95 for k=10 on the latents we see, at a third of the default build cost.
 _M = 16
 _EF_CONSTRUCTION = 100
+
+#: Values of ``knn_algorithm``.
+KNN_ALGORITHMS = ("auto", "kd_tree", "brute", "hnsw")
+# The "auto" rule, from benchmarks/knn_engines.py (docs/benchmarks.md, "Neighbour
+# search engines"): brute force from this many neighbours on (hnswlib needs a search
+# breadth of at least k and slows with it; the KD-tree's heaps too); else a KD-tree
+# up to this many features; else brute force up to this many indexed rows or from
+# this many features on (hnswlib's recall falls there while matrix products stay
+# efficient); hnswlib otherwise.
+_BRUTE_MIN_NEIGHBORS = 100
+_KD_TREE_MAX_FEATURES = 16
+_BRUTE_MAX_SAMPLES = 20_000
+_BRUTE_MIN_FEATURES = 256
+# Floats of one chunk of distances in a brute-force search (64 MB).
+_BRUTE_CHUNK_FLOATS = 1 << 24
+
+
+def resolve_knn_algorithm(knn_algorithm: str, n_samples: int, n_features: int,
+                          n_neighbors: int) -> str:
+    """Name the engine ``knn_algorithm`` stands for, on a search of this shape.
+
+    Parameters
+    ----------
+    knn_algorithm : {"auto", "kd_tree", "brute", "hnsw"}
+        The choice; every value but ``"auto"`` is returned as it is.
+    n_samples : int
+        Indexed rows.
+    n_features : int
+        Their width.
+    n_neighbors : int
+        Neighbours asked per query.
+
+    Returns
+    -------
+    str
+        ``"kd_tree"``, ``"brute"`` or ``"hnsw"``.
+
+    Examples
+    --------
+    >>> [resolve_knn_algorithm("auto", 50_000, 10, k) for k in (11, 501)]
+    ['kd_tree', 'brute']
+    >>> [resolve_knn_algorithm("auto", n, 64, 11) for n in (50_000, 5_000)]
+    ['hnsw', 'brute']
+
+    """
+    if knn_algorithm not in KNN_ALGORITHMS:
+        raise ValueError(f"knn_algorithm={knn_algorithm!r} is invalid: expected one of "
+                         f"{KNN_ALGORITHMS}.")
+    if knn_algorithm != "auto":
+        return knn_algorithm
+    if n_neighbors >= _BRUTE_MIN_NEIGHBORS:
+        return "brute"
+    if n_features <= _KD_TREE_MAX_FEATURES:
+        return "kd_tree"
+    if n_samples <= _BRUTE_MAX_SAMPLES or n_features >= _BRUTE_MIN_FEATURES:
+        return "brute"
+    return "hnsw"
+
+
+class NeighborSearch:
+    """Nearest rows of ``Z`` for any query, by one engine.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_samples, n_features)
+        Indexed vectors (converted to C-contiguous float32).
+    knn_algorithm : {"auto", "kd_tree", "brute", "hnsw"}, default="auto"
+        Engine (see the module docstring); ``"auto"`` decides from ``Z``'s shape and
+        ``n_neighbors``.
+    n_neighbors : int, default=1
+        The largest number of neighbours the caller will ask for (used by ``"auto"``).
+    random_state : int, default=0
+        Seed of the hnswlib index (the exact engines need none).
+
+    Attributes
+    ----------
+    algorithm_ : str
+        The engine in use.
+
+    Examples
+    --------
+    >>> Z = np.array([[0.0], [1.0], [10.0]])
+    >>> NeighborSearch(Z, "brute").query(np.array([[0.9], [9.0]]), 1).tolist()
+    [[1], [2]]
+
+    """
+
+    def __init__(self, Z: np.ndarray, knn_algorithm: str = "auto", *, n_neighbors: int = 1,
+                 random_state: int = 0):
+        self.Z = np.ascontiguousarray(Z, dtype=np.float32)
+        n, d = self.Z.shape
+        self.algorithm_ = resolve_knn_algorithm(knn_algorithm, n, d, n_neighbors)
+        if self.algorithm_ == "hnsw":
+            self._engine = build_index(self.Z, random_state=random_state)
+        elif self.algorithm_ == "kd_tree":
+            from scipy.spatial import cKDTree
+
+            self._engine = cKDTree(self.Z)
+        else:
+            import torch
+
+            self._engine = torch.from_numpy(self.Z)
+
+    def __len__(self) -> int:
+        return len(self.Z)
+
+    def query(self, Q: np.ndarray, n_neighbors: int, *, n_jobs: int = -1,
+              ef: int | None = None) -> np.ndarray:
+        """Ids of the ``n_neighbors`` nearest indexed rows of each row of ``Q``.
+
+        Parameters
+        ----------
+        Q : ndarray of shape (n_queries, n_features)
+            Query vectors.
+        n_neighbors : int
+            Neighbours per query; at most ``len(self)``.
+        n_jobs : int, default=-1
+            Threads of the KD-tree and hnswlib searches (-1: all cores); the brute
+            force uses torch's threads.
+        ef : int, optional
+            hnswlib's search breadth (see :func:`nearest_neighbors`); ignored by the
+            exact engines.
+
+        Returns
+        -------
+        ids : ndarray of shape (n_queries, n_neighbors), int64
+            Row numbers of ``Z``, nearest first.
+
+        """
+        Q = np.ascontiguousarray(Q, dtype=np.float32)
+        if len(Q) == 0:
+            return np.empty((0, n_neighbors), dtype=np.int64)
+        if self.algorithm_ == "hnsw":
+            return nearest_neighbors(self._engine, Q, n_neighbors, n_jobs=n_jobs, ef=ef)
+        if self.algorithm_ == "kd_tree":
+            # An integer k (a list of ranks is several times slower); k=1 comes back 1-d.
+            _, ids = self._engine.query(Q, k=n_neighbors, workers=n_jobs)
+            return ids.reshape(len(Q), n_neighbors).astype(np.int64)
+        import torch
+
+        chunk = max(64, _BRUTE_CHUNK_FLOATS // max(len(self.Z), 1))
+        return exact_neighbors(self._engine, torch.from_numpy(Q), n_neighbors,
+                               chunk_size=chunk)
 
 
 def build_index(Z: np.ndarray, *, random_state: int = 0) -> hnswlib.Index:
@@ -91,7 +245,7 @@ def nearest_neighbors(
 
 def knn_graph(
     Z: np.ndarray, n_neighbors: int, *, random_state: int = 0, n_jobs: int = -1,
-    index: hnswlib.Index | None = None,
+    index: NeighborSearch | None = None, knn_algorithm: str = "auto",
 ) -> np.ndarray:
     """Undirected k-nearest-neighbour graph as a sorted, duplicate-free edge list.
 
@@ -106,11 +260,13 @@ def knn_graph(
     n_neighbors : int
         Neighbours per sample, ``1 <= n_neighbors < n_samples``.
     random_state : int, default=0
-        Seed of the index construction.
+        Seed of the hnswlib index construction.
     n_jobs : int, default=-1
         Query threads.
-    index : hnswlib.Index, optional
-        An index already built over ``Z`` by :func:`build_index` (reused, not rebuilt).
+    index : NeighborSearch, optional
+        A search already built over ``Z`` (reused, not rebuilt).
+    knn_algorithm : {"auto", "kd_tree", "brute", "hnsw"}, default="auto"
+        Engine of the search built when ``index`` is not given.
 
     Returns
     -------
@@ -128,8 +284,9 @@ def knn_graph(
     n = len(Z)
     _check_n_neighbors(n_neighbors, n)
     if index is None:
-        index = build_index(Z, random_state=random_state)
-    ids = nearest_neighbors(index, Z, min(n_neighbors + 1, n), n_jobs=n_jobs)
+        index = NeighborSearch(Z, knn_algorithm, n_neighbors=n_neighbors + 1,
+                               random_state=random_state)
+    ids = index.query(Z, min(n_neighbors + 1, n), n_jobs=n_jobs)
     return edges_from_neighbors(ids, n_neighbors)
 
 
@@ -170,8 +327,27 @@ def edges_from_neighbors(ids: np.ndarray, n_neighbors: int) -> np.ndarray:
     keep &= np.cumsum(keep, axis=1) <= n_neighbors
     i, j = rows[keep], ids[keep]
     lo, hi = np.minimum(i, j), np.maximum(i, j)
-    key = np.unique(lo * n + hi)
+    key = unique_sorted(lo * n + hi)
     return np.stack([key // n, key % n], axis=1)
+
+
+def unique_sorted(a: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of a 1-d integer array, by a sort.
+
+    What ``np.unique(a)`` returns, without its hash table: with numpy 2.4 on 10 million
+    int64 keys, ``np.unique`` took 16 s and this 0.34 s (2-core CPU; the kNN graph at
+    k = 500 has 25 million).
+
+    Examples
+    --------
+    >>> unique_sorted(np.array([5, 1, 5, 3, 1])).tolist()
+    [1, 3, 5]
+
+    """
+    a = np.sort(np.asarray(a).ravel())
+    if len(a) == 0:
+        return a
+    return a[np.concatenate([[True], a[1:] != a[:-1]])]
 
 
 def exact_neighbors(Z, Q=None, n_neighbors: int = 1, *, chunk_size: int = 4096) -> np.ndarray:
@@ -212,7 +388,9 @@ def exact_neighbors(Z, Q=None, n_neighbors: int = 1, *, chunk_size: int = 4096) 
     out = []
     for start in range(0, len(Q), chunk_size):
         q = Q[start:start + chunk_size]
-        dist = sq_norms.unsqueeze(0) - 2.0 * (q @ Z.T)  # |q|^2 is constant per row
+        # |z|^2 - 2 q.z in one fused product (|q|^2 is constant per row): three times
+        # faster on a CPU than the product and the subtraction apart.
+        dist = torch.addmm(sq_norms.unsqueeze(0).expand(len(q), -1), q, Z.T, alpha=-2.0)
         out.append(torch.topk(dist, n_neighbors, dim=1, largest=False).indices)
     if not out:
         return np.empty((0, n_neighbors), dtype=np.int64)

@@ -41,7 +41,8 @@ class ClusterState:
     stats : dict
         Diagnostics (:func:`~sklcc.diagnostics.refresh_stats`).
     timings : dict
-        Seconds spent in ``graph_s``, ``communities_s``, ``assign_s`` and ``index_s``.
+        Seconds spent in ``graph_s``, ``communities_s``, ``assign_s`` and ``index_s``,
+        and the neighbour search engine that ran (``knn_algorithm``).
 
     """
 
@@ -63,7 +64,7 @@ def refresh_clusters(
     louvain_resolution: float = 1.0, n_representatives: int | None = 32,
     lcc_target: str = "nearest", lcc_target_k: int | None = None,
     cluster_sample_size: int | None = 5000, cluster_n_components: int | None = 64,
-    louvain_backend: str | None = None, cluster_device=None,
+    louvain_backend: str | None = None, knn_algorithm: str = "auto", cluster_device=None,
     random_state: int | np.random.Generator = 0,
 ) -> ClusterState:
     """Run one refresh on the training latents.
@@ -97,9 +98,11 @@ def refresh_clusters(
         Principal components the clustering works in.
     louvain_backend : str, optional
         Louvain engine.
+    knn_algorithm : {"auto", "kd_tree", "brute", "hnsw"}, default="auto"
+        Neighbour search of the graph and the assignment on the CPU.
     cluster_device : str or torch.device, optional
         Device for the projection, the graph and the assignment (see
-        :func:`~sklcc.clustering.cluster_latents`); None uses hnswlib on the CPU.
+        :func:`~sklcc.clustering.cluster_latents`); None keeps them on the CPU.
     random_state : int or numpy.random.Generator, default=0
         Seeds the subsample, the graph, Louvain and the representative draw.
 
@@ -126,8 +129,8 @@ def refresh_clusters(
     labels, q = cluster_latents(
         Z, n_neighbors=n_neighbors, louvain_resolution=louvain_resolution,
         cluster_sample_size=cluster_sample_size, cluster_n_components=cluster_n_components,
-        random_state=seed, louvain_backend=louvain_backend, cluster_device=cluster_device,
-        timings=timings,
+        random_state=seed, louvain_backend=louvain_backend, knn_algorithm=knn_algorithm,
+        cluster_device=cluster_device, timings=timings,
     )
     t0 = time.perf_counter()
     owner = match_clusters(labels, y, n_classes)

@@ -269,7 +269,9 @@ def test_refresh_flags_planted_mislabels():
     assert state.stats["n_clusters"] == 4
     assert state.stats["largest_cluster"] == pytest.approx(0.25)
     assert len(state.targets) == 20
-    assert set(state.timings) == {"graph_s", "communities_s", "assign_s", "index_s"}
+    assert set(state.timings) == {"graph_s", "communities_s", "assign_s", "index_s",
+                                  "knn_algorithm"}
+    assert state.timings["knn_algorithm"] == "kd_tree"  # 5 features: the "auto" rule
 
 
 def test_refresh_reports_uncovered_classes_and_missing_targets():
@@ -311,8 +313,11 @@ def test_samples_outside_the_subsample_take_their_nearest_subsampled_neighbours_
     rest = np.setdiff1d(np.arange(len(Z)), sample)
     d2 = ((Z[rest, None, :] - Z[None, sample, :]) ** 2).sum(-1)
     exact = labels[sample][d2.argmin(axis=1)]
-    assert np.mean(labels[rest] == exact) > 0.99  # hnswlib is approximate (ef=16)
-    assert set(timings) == {"graph_s", "communities_s", "assign_s"}
+    np.testing.assert_array_equal(labels[rest], exact)  # "auto": the exact KD-tree here
+    assert set(timings) == {"graph_s", "communities_s", "assign_s", "knn_algorithm"}
+    approx, _ = cluster_latents(Z, cluster_sample_size=200, cluster_n_components=None,
+                                random_state=4, knn_algorithm="hnsw")
+    assert np.mean(approx[rest] == exact) > 0.99  # hnswlib is approximate (ef=16)
 
 
 def test_projected_clustering_agrees_and_keeps_full_targets():

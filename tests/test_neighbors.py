@@ -1,0 +1,96 @@
+"""The neighbour search engines behind the kNN graph: each checked against brute force."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from sklcc import LCCClassifier
+from sklcc.clustering import cluster_latents
+from sklcc.diagnostics import history_key
+from sklcc.neighbors import NeighborSearch, knn_graph, resolve_knn_algorithm
+
+
+def brute_force_ids(Z, Q, k):
+    dist = ((Q[:, None, :].astype(np.float64) - Z[None, :, :]) ** 2).sum(-1)
+    return np.argsort(dist, axis=1, kind="stable")[:, :k]
+
+
+@pytest.fixture(scope="module")
+def points():
+    # Continuous random points: no ties, so every exact engine has one right answer.
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(400, 6)).astype(np.float32), rng.normal(size=(50, 6)).astype(
+        np.float32)
+
+
+@pytest.mark.parametrize("algorithm", ["kd_tree", "brute"])
+def test_exact_engines_return_the_true_neighbours_in_order(points, algorithm):
+    Z, Q = points
+    search = NeighborSearch(Z, algorithm)
+    assert search.algorithm_ == algorithm and len(search) == 400
+    for k in (1, 7):
+        np.testing.assert_array_equal(search.query(Q, k), brute_force_ids(Z, Q, k))
+    assert search.query(Q[:0], 3).shape == (0, 3)
+
+
+def test_brute_force_chunks_do_not_change_the_answer(points, monkeypatch):
+    Z, Q = points
+    import sklcc.neighbors as neighbors
+
+    monkeypatch.setattr(neighbors, "_BRUTE_CHUNK_FLOATS", 400 * 3)  # 64-row chunks at least
+    np.testing.assert_array_equal(NeighborSearch(Z, "brute").query(Z, 5),
+                                  brute_force_ids(Z, Z, 5))
+
+
+def test_every_engine_builds_the_same_graph_where_it_is_exact(points):
+    Z, _ = points
+    truth = knn_graph(Z, 8, knn_algorithm="brute")
+    np.testing.assert_array_equal(knn_graph(Z, 8, knn_algorithm="kd_tree"), truth)
+    approx = {tuple(e) for e in knn_graph(Z, 8, knn_algorithm="hnsw").tolist()}
+    assert len(approx & {tuple(e) for e in truth.tolist()}) / len(truth) > 0.95
+
+
+def test_auto_follows_the_measured_rule():
+    assert resolve_knn_algorithm("auto", 50_000, 10, 5) == "kd_tree"  # logits
+    assert resolve_knn_algorithm("auto", 50_000, 16, 99) == "kd_tree"
+    assert resolve_knn_algorithm("auto", 50_000, 10, 501) == "brute"  # large k
+    assert resolve_knn_algorithm("auto", 5_000, 64, 10) == "brute"  # the default subsample
+    assert resolve_knn_algorithm("auto", 50_000, 512, 5) == "brute"  # wide latents
+    assert resolve_knn_algorithm("auto", 50_000, 64, 500) == "brute"  # large k
+    assert resolve_knn_algorithm("auto", 50_000, 64, 10) == "hnsw"
+    assert resolve_knn_algorithm("hnsw", 10, 2, 1) == "hnsw"  # an explicit choice stays
+    with pytest.raises(ValueError, match="knn_algorithm='ball_tree' is invalid"):
+        resolve_knn_algorithm("ball_tree", 10, 2, 1)
+
+
+def test_clustering_records_the_engine_and_exact_engines_agree():
+    rng = np.random.default_rng(1)
+    centers = rng.normal(0, 6, (4, 24))
+    Z = (centers[np.repeat(np.arange(4), 150)] + rng.normal(size=(600, 24))).astype(np.float32)
+    results = {}
+    for algorithm in ("kd_tree", "brute"):
+        timings = {}
+        results[algorithm] = cluster_latents(Z, cluster_sample_size=300, cluster_n_components=8,
+                                             knn_algorithm=algorithm, random_state=2,
+                                             timings=timings)
+        assert timings["knn_algorithm"] == algorithm
+    np.testing.assert_array_equal(results["kd_tree"][0], results["brute"][0])
+    timings = {}
+    cluster_latents(Z, cluster_sample_size=None, cluster_n_components=None, timings=timings)
+    assert timings["knn_algorithm"] == "brute"  # 600 rows: at most 20,000
+
+
+def _module():
+    return torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+
+
+def test_classifier_checks_and_records_the_engine():
+    X, y = load_digits(return_X_y=True)
+    X = (X[:300] / 16).astype(np.float32)
+    net = LCCClassifier(_module, lcc_layers="2", max_epochs=2, batch_size=64, train_split=None,
+                        criterion=torch.nn.CrossEntropyLoss, knn_algorithm="kd_tree",
+                        random_state=0, verbose=0).fit(X, y[:300])
+    assert net.history[-1, history_key("knn_algorithm")] == "kd_tree"
+    with pytest.raises(ValueError, match="knn_algorithm"):
+        net.set_params(knn_algorithm="faiss").fit(X, y[:300])
