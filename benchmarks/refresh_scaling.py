@@ -1,7 +1,7 @@
 """Refresh cost against the number of samples N and the latent dimension d.
 
-For each (N, d) the script times one refresh of sklcc (hnswlib graph on a seeded
-subsample, networkx Louvain, nearest-neighbour assignment, representatives) on
+For each (N, d) the script times one refresh of sklcc (kNN graph on a seeded
+subsample, Louvain, nearest-neighbour assignment, representatives) on
 synthetic class-clustered latents, split into its steps, with the process's peak
 resident memory. In the same run, where N is small enough, it times the public
 implementation's approach: exact kNN over every sample, networkx Louvain over every
@@ -54,7 +54,7 @@ def _peak_mb() -> float:
 def measure_sklcc(n: int, d: int, cluster_sample_size: int | None,
                   cluster_n_components: int | None = None, seed: int = 0, *,
                   n_neighbors: int = 10, louvain_backend: str | None = None,
-                  lcc_target: str = "nearest") -> dict:
+                  lcc_target: str = "nearest", knn_algorithm: str = "auto") -> dict:
     """One sklcc refresh (the estimator's defaults otherwise); seconds per step, peak memory."""
     from sklcc.communities import louvain_labels, resolve_louvain_backend
     from sklcc.refresh import refresh_clusters
@@ -70,7 +70,7 @@ def measure_sklcc(n: int, d: int, cluster_sample_size: int | None,
     state = refresh_clusters(Z, y, N_CLASSES, cluster_sample_size=cluster_sample_size,
                              cluster_n_components=cluster_n_components, random_state=seed,
                              n_neighbors=n_neighbors, louvain_backend=louvain_backend,
-                             lcc_target=lcc_target,
+                             lcc_target=lcc_target, knn_algorithm=knn_algorithm,
                              n_representatives=None if knn_mean else 32)
     total = time.perf_counter() - start
     probe = Z[:: max(1, n // 2048)][:2048]
@@ -80,7 +80,9 @@ def measure_sklcc(n: int, d: int, cluster_sample_size: int | None,
     projected = cluster_n_components is not None and cluster_n_components < d
     method = f"sklcc+pca{cluster_n_components}" if projected else "sklcc"
     engine = resolve_louvain_backend(louvain_backend)
-    method += f" [{engine}, k={n_neighbors}{', knn-mean' if knn_mean else ''}]"
+    method += (f" [{engine}, {state.timings['knn_algorithm']}"
+               f"{'' if knn_algorithm == 'auto' else ' (forced)'}, k={n_neighbors}"
+               f"{', knn-mean' if knn_mean else ''}]")
     return {"method": method, "n": n, "d": d, "cluster_sample_size": cluster_sample_size,
             "n_neighbors": n_neighbors, "louvain_backend": engine,
             "cluster_n_components": cluster_n_components, "refresh_s": total,
@@ -130,8 +132,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     from sklearn.metrics import adjusted_rand_score
     from tqdm import tqdm
 
-    jobs = [("sklcc", n, d, engine) for n in args.n for d in args.d
-            for engine in args.louvain_backends for _ in range(args.repeats)]
+    jobs = [("sklcc", n, d, (engine, search)) for n in args.n for d in args.d
+            for engine in args.louvain_backends for search in args.knn_algorithms
+            for _ in range(args.repeats)]
     jobs += [("reference", n, d, "networkx") for n in args.n for d in args.d
              if n <= args.reference_max_n and d <= args.reference_max_d
              and not args.skip_reference]
@@ -141,9 +144,11 @@ def run(args: argparse.Namespace) -> list[dict]:
     for kind, n, d, engine in tqdm(jobs, desc="refresh scaling"):
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             if kind == "sklcc":
+                engine, search = engine
                 row = pool.submit(measure_sklcc, n, d, args.cluster_sample_size,
                                   args.cluster_n_components, n_neighbors=args.n_neighbors,
-                                  louvain_backend=engine, lcc_target=args.lcc_target).result()
+                                  louvain_backend=engine, lcc_target=args.lcc_target,
+                                  knn_algorithm=search).result()
             elif kind == "reference":
                 row = pool.submit(measure_reference, n, d).result()
             else:  # the full clustering, in the full latent space, for the ARI
@@ -228,6 +233,9 @@ def main(argv=None) -> None:
                         type=lambda s: None if s == "default" else s,
                         help="Louvain engines to time side by side ('default' = the "
                              "estimator's default engine)")
+    parser.add_argument("--knn-algorithms", nargs="+", default=[defaults["knn_algorithm"]],
+                        choices=["auto", "kd_tree", "brute", "hnsw"],
+                        help="neighbour search engines to time side by side")
     parser.add_argument("--skip-reference", action="store_true",
                         help="do not time the exact reference approach")
     parser.add_argument("--reference-max-n", type=int, default=50_000,

@@ -8,21 +8,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow  # four spawned processes, each importing the numpy stack
+@pytest.mark.slow  # ten spawned processes, each importing the numpy stack
 def test_refresh_scaling_runs_and_reports(tmp_path):
     subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "refresh_scaling.py"), "--n", "1200",
          "--d", "8", "--cluster-sample-size", "600", "--repeats", "2",
-         "--louvain-backends", "networkx", "networkit", "--out", str(tmp_path)],
+         "--louvain-backends", "networkx", "networkit", "--knn-algorithms", "auto", "hnsw",
+         "--out", str(tmp_path)],
         check=True, capture_output=True, timeout=300,
     )
     report = json.loads((tmp_path / "refresh_scaling.json").read_text())
     rows = {r["method"]: r for r in report["rows"]}
-    assert set(rows) == {"sklcc [networkx, k=10]", "sklcc [networkit, k=10]", "reference",
-                         "sklcc-full"}
-    assert rows["sklcc [networkx, k=10]"]["louvain_backend"] == "networkx"
-    sk = rows["sklcc [networkit, k=10]"]
-    assert sk["louvain_backend"] == "networkit"
+    # 8 features: "auto" is the KD-tree; "hnsw" is forced
+    assert set(rows) == {"sklcc [networkx, kd_tree, k=10]", "sklcc [networkit, kd_tree, k=10]",
+                         "sklcc [networkx, hnsw (forced), k=10]",
+                         "sklcc [networkit, hnsw (forced), k=10]", "reference", "sklcc-full"}
+    assert rows["sklcc [networkx, kd_tree, k=10]"]["louvain_backend"] == "networkx"
+    assert rows["sklcc [networkit, hnsw (forced), k=10]"]["knn_algorithm"] == "hnsw"
+    sk = rows["sklcc [networkit, kd_tree, k=10]"]
+    assert sk["louvain_backend"] == "networkit" and sk["knn_algorithm"] == "kd_tree"
     assert sk["n"] == 1200 and sk["cluster_sample_size"] == 600 and sk["repeats"] == 2
     split = sk["graph_s"] + sk["communities_s"] + sk["assign_s"] + sk["index_s"]
     assert split <= sk["refresh_s"] + 1e-6
