@@ -142,6 +142,22 @@ def test_summarize_and_markdown_with_one_seed(tmp_path):
     full_stats = stats.summarize([runs[0], _fake_run("lcc", 0, 0.7, 0.9, 1.0, [full])],
                                  ["ce", "lcc"])["refresh_stats"]
     assert set(full_stats["lcc"][0]) == {"epoch", *map(history_key, STAT_KEYS)}
+    assert "AdamW lr 0.001" in md and "published grid" not in md  # no grid cells here
+    # grid cells get the paper's layout: placement x weight rows, one column per k
+    cells = ["lcc@w=0.01,k=5,layer=logits", "lcc@w=0.01,k=50,layer=logits",
+             "lcc@w=0.0001,k=5,layer=logits"]
+    grid_runs = [_fake_run("ce", s, 0.70 + s / 100, 0.9, 10.0) for s in (0, 1)]
+    grid_runs += [_fake_run(m, s, 0.71 + s / 100 + i / 1000, 0.9, 12.0)
+                  for i, m in enumerate(cells) for s in (0, 1)]
+    grid = report.jsonable({**results, "methods": ["ce", *cells], "runs": grid_runs,
+                            "config": {**results["config"], "optimizer": "sgd", "momentum": 0.9,
+                                       "seeds": [0, 1]},
+                            **stats.summarize(grid_runs, ["ce", *cells])})
+    md = report.render_markdown(grid)
+    assert "SGD (momentum 0.9) lr 0.001" in md
+    assert "| placement | weight | k = 5 | k = 50 |" in md
+    assert "| logits | 0.01 | 71.50<br>1.00 [1.00, 1.00], p n/a, n 2 | 71.60<br>1.10" in md
+    assert "| logits | 0.0001 | 71.70<br>1.20 [1.20, 1.20], p n/a, n 2 | – |" in md
     report.plot_accuracy_curves(runs, ["ce", "lcc"], tmp_path / "acc.png")
     report.plot_refresh_diagnostics(summary["refresh_stats"], tmp_path / "diag.png")
     assert (tmp_path / "acc.png").stat().st_size > 0 and (tmp_path / "diag.png").stat().st_size > 0

@@ -15,6 +15,8 @@ import numpy as np
 
 from sklcc.diagnostics import STAT_KEYS, TIMING_KEYS, history_key
 
+from .config import GRID_PREFIX, parse_grid_method
+
 __all__ = ["jsonable", "plot_accuracy_curves", "plot_refresh_diagnostics", "render_markdown"]
 
 #: How the report names each refresh statistic (columns, plot axes), and the digits
@@ -66,6 +68,54 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines + [""]
 
 
+def _optimizer(cfg: Mapping[str, Any]) -> str:
+    name = cfg.get("optimizer", "adamw")
+    if name == "sgd":
+        return f"SGD (momentum {cfg.get('momentum', 0.9):g})"
+    return "AdamW"
+
+
+def _grid_table(results: Mapping[str, Any]) -> list[str]:
+    """Lay the published grid out as the paper's table.
+
+    One row per placement and weight, one column per k; each cell holds LCC's mean
+    top-1, its paired difference to CE with the confidence interval, and the p-value.
+    Empty without grid cells.
+    """
+    cells = {}
+    for pair in results["paired"]:
+        if pair["baseline"] == "ce" and pair["method"].startswith(GRID_PREFIX):
+            cells[parse_grid_method(pair["method"])] = pair
+    if not cells:
+        return []
+    ks = sorted({k for _, k, _ in cells})
+    rows_keys = sorted({(layer, w) for w, _, layer in cells}, key=lambda t: (t[0], -t[1]))
+    ce = results["summary"]["ce"]
+    out = [
+        "## The published grid, laid out as the paper's table (top-1 %)",
+        "",
+        f"Baseline (ce): {_fmt(ce['top1_mean'], 2, 100)} ± {_fmt(ce['top1_std'], 2, 100)} "
+        f"over {ce['n']} seeds. Each cell: LCC's mean top-1; below it the paired difference to "
+        f"ce in points with its {int(results['confidence'] * 100)} % CI, the p-value and the "
+        "number of seeds. A cell not run is '–'.",
+        "",
+    ]
+    rows = []
+    for layer, w in rows_keys:
+        row = [layer, f"{w:g}"]
+        for k in ks:
+            pair = cells.get((w, k, layer))
+            if pair is None:
+                row.append("–")
+                continue
+            d, m = pair["top1"], results["summary"][pair["method"]]
+            row.append(f"{_fmt(m['top1_mean'], 2, 100)}<br>{_fmt(d['mean_diff'], 2, 100)} "
+                       f"[{_fmt(d['ci_low'], 2, 100)}, {_fmt(d['ci_high'], 2, 100)}], "
+                       f"p {_fmt_p(d['p_value'])}, n {d['n']}")
+        rows.append(row)
+    return out + _table(["placement", "weight", *(f"k = {k}" for k in ks)], rows)
+
+
 def render_markdown(results: Mapping[str, Any]) -> str:
     """Write the report's Markdown from a results dictionary.
 
@@ -91,9 +141,9 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         f"fine-tuning `{cfg['finetune']}`",
         "",
         f"Question: does Latent Cluster Correction improve fine-tuning over plain cross-entropy "
-        f"with everything else equal (seeds {seeds}, {cfg['epochs']} epochs, AdamW lr "
-        f"{cfg['lr']:g}, weight decay {cfg['weight_decay']:g}, cosine schedule, batch "
-        f"{cfg['batch_size']})?",
+        f"with everything else equal (seeds {seeds}, {cfg['epochs']} epochs, "
+        f"{_optimizer(cfg)} lr {cfg['lr']:g}, weight decay {cfg['weight_decay']:g}, cosine "
+        f"schedule, batch {cfg['batch_size']})?",
         "",
         f"- Data: {data['n_train']} training / {data['n_test']} test images, "
         f"{data['n_classes']} classes; network input {data['input_shape']}. "
@@ -150,6 +200,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
             ])
     out += _table(["comparison", "metric", "n", "mean diff", "95% CI", "p", "win/tie/loss",
                    "per-seed diffs"], rows)
+
+    out += _grid_table(results)
 
     cost = results["cost"]
     out += [
