@@ -114,8 +114,9 @@ class LCCClassifier(LatentPenaltyClassifier):
         chunked matrix products in torch. ``"hnsw"``: an approximate hnswlib
         index, built on one thread so a seed reproduces it. ``"auto"`` takes brute
         force for ``n_neighbors >= 100``, else the KD-tree up to 16 features, else
-        brute force for at most 20,000 clustered samples or 256 or more features,
-        else hnswlib
+        brute force for 256 or more features or for a full clustering of at most
+        20,000 samples, else hnswlib (whose cheap queries win when a subsample's
+        graph is followed by the assignment of every other sample)
         (measured in docs/benchmarks.md, "Neighbour search engines"). The engine
         that ran is recorded in history as ``lcc_knn_algorithm``. On a CUDA
         ``device`` the searches are exact matrix products on the device.

@@ -106,7 +106,10 @@ def cluster_latents(
         Z = pca.fit(Z[sample]).transform(Z).astype(np.float32)
     Zs = Z[sample]
     k = min(n_neighbors, len(sample) - 1)
-    index = NeighborSearch(Zs, knn_algorithm, n_neighbors=k + 1, random_state=random_state)
+    # Every sample is searched for: the subsample for its graph, the others for the
+    # assignment.
+    index = NeighborSearch(Zs, knn_algorithm, n_neighbors=k + 1, n_queries=n,
+                           random_state=random_state)
     edges = knn_graph(Zs, k, index=index)
     rest = np.setdiff1d(np.arange(n), sample, assume_unique=True)
     t1 = time.perf_counter()

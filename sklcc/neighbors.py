@@ -49,7 +49,7 @@ _BRUTE_CHUNK_FLOATS = 1 << 24
 
 
 def resolve_knn_algorithm(knn_algorithm: str, n_samples: int, n_features: int,
-                          n_neighbors: int) -> str:
+                          n_neighbors: int, n_queries: int | None = None) -> str:
     """Name the engine ``knn_algorithm`` stands for, on a search of this shape.
 
     Parameters
@@ -62,6 +62,12 @@ def resolve_knn_algorithm(knn_algorithm: str, n_samples: int, n_features: int,
         Their width.
     n_neighbors : int
         Neighbours asked per query.
+    n_queries : int, optional
+        Rows that will be searched for; default ``n_samples`` (the graph alone). The
+        small-set brute-force rule holds only when there are no more queries than
+        rows: a subsample's graph followed by the assignment of every other sample
+        to it is cheaper through hnswlib, whose queries cost far less than a row of
+        distances (``refresh_scaling.py``, docs/benchmarks.md).
 
     Returns
     -------
@@ -74,6 +80,8 @@ def resolve_knn_algorithm(knn_algorithm: str, n_samples: int, n_features: int,
     ['kd_tree', 'brute']
     >>> [resolve_knn_algorithm("auto", n, 64, 11) for n in (50_000, 5_000)]
     ['hnsw', 'brute']
+    >>> resolve_knn_algorithm("auto", 5_000, 64, 11, n_queries=50_000)  # + an assignment
+    'hnsw'
 
     """
     if knn_algorithm not in KNN_ALGORITHMS:
@@ -85,7 +93,9 @@ def resolve_knn_algorithm(knn_algorithm: str, n_samples: int, n_features: int,
         return "brute"
     if n_features <= _KD_TREE_MAX_FEATURES:
         return "kd_tree"
-    if n_samples <= _BRUTE_MAX_SAMPLES or n_features >= _BRUTE_MIN_FEATURES:
+    n_queries = n_samples if n_queries is None else n_queries
+    small = n_samples <= _BRUTE_MAX_SAMPLES and n_queries <= n_samples
+    if small or n_features >= _BRUTE_MIN_FEATURES:
         return "brute"
     return "hnsw"
 
@@ -102,6 +112,8 @@ class NeighborSearch:
         ``n_neighbors``.
     n_neighbors : int, default=1
         The largest number of neighbours the caller will ask for (used by ``"auto"``).
+    n_queries : int, optional
+        Rows the caller will search for in all (used by ``"auto"``); default ``len(Z)``.
     random_state : int, default=0
         Seed of the hnswlib index (the exact engines need none).
 
@@ -119,10 +131,10 @@ class NeighborSearch:
     """
 
     def __init__(self, Z: np.ndarray, knn_algorithm: str = "auto", *, n_neighbors: int = 1,
-                 random_state: int = 0):
+                 n_queries: int | None = None, random_state: int = 0):
         self.Z = np.ascontiguousarray(Z, dtype=np.float32)
         n, d = self.Z.shape
-        self.algorithm_ = resolve_knn_algorithm(knn_algorithm, n, d, n_neighbors)
+        self.algorithm_ = resolve_knn_algorithm(knn_algorithm, n, d, n_neighbors, n_queries)
         if self.algorithm_ == "hnsw":
             self._engine = build_index(self.Z, random_state=random_state)
         elif self.algorithm_ == "kd_tree":

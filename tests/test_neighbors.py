@@ -55,10 +55,13 @@ def test_auto_follows_the_measured_rule():
     assert resolve_knn_algorithm("auto", 50_000, 10, 5) == "kd_tree"  # logits
     assert resolve_knn_algorithm("auto", 50_000, 16, 99) == "kd_tree"
     assert resolve_knn_algorithm("auto", 50_000, 10, 501) == "brute"  # large k
-    assert resolve_knn_algorithm("auto", 5_000, 64, 10) == "brute"  # the default subsample
+    assert resolve_knn_algorithm("auto", 5_000, 64, 10) == "brute"  # a small graph alone
     assert resolve_knn_algorithm("auto", 50_000, 512, 5) == "brute"  # wide latents
     assert resolve_knn_algorithm("auto", 50_000, 64, 500) == "brute"  # large k
     assert resolve_knn_algorithm("auto", 50_000, 64, 10) == "hnsw"
+    # a 5,000-sample subsample whose graph is followed by 45,000 assignment queries
+    assert resolve_knn_algorithm("auto", 5_000, 64, 11, n_queries=50_000) == "hnsw"
+    assert resolve_knn_algorithm("auto", 5_000, 512, 11, n_queries=50_000) == "brute"
     assert resolve_knn_algorithm("hnsw", 10, 2, 1) == "hnsw"  # an explicit choice stays
     with pytest.raises(ValueError, match="knn_algorithm='ball_tree' is invalid"):
         resolve_knn_algorithm("ball_tree", 10, 2, 1)
@@ -79,6 +82,8 @@ def test_clustering_records_the_engine_and_exact_engines_agree():
     timings = {}
     cluster_latents(Z, cluster_sample_size=None, cluster_n_components=None, timings=timings)
     assert timings["knn_algorithm"] == "brute"  # 600 rows: at most 20,000
+    cluster_latents(Z, cluster_sample_size=300, cluster_n_components=None, timings=timings)
+    assert timings["knn_algorithm"] == "hnsw"  # 300 more queries than rows: the assignment
 
 
 def _module():
