@@ -280,7 +280,11 @@ class KnnMeanTargets:
             nearest = np.argpartition(dist, kk - 1, axis=1)[:, :kk]
         else:
             nearest = nearest_neighbors(search, Q, kk, n_jobs=1)
-        # Averaging by a sparse selection product keeps memory at (queries x candidates).
+        if len(Q) * kk <= len(reps):
+            # Few queries: gathering their k rows reads less memory than a second pass
+            # over every candidate (the per-batch cost at 512 features is memory-bound).
+            return reps[nearest].mean(axis=1)
+        # Many queries: a selection product keeps memory at (queries x candidates).
         weights = np.zeros((len(Q), len(reps)), dtype=np.float32)
         np.put_along_axis(weights, nearest, np.float32(1.0 / kk), axis=1)
         return weights @ reps

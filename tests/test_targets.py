@@ -47,8 +47,11 @@ def test_knn_mean_by_hand(k, target):
     assert float(term) == pytest.approx(expected, rel=1e-6)
 
 
-@pytest.mark.parametrize("exact_max", [8192, 0], ids=["matrix-product", "hnswlib"])
-def test_knn_mean_equals_the_formula_on_random_clusters(exact_max):
+@pytest.mark.parametrize(("exact_max", "rows_per_query"), [(8192, 40), (8192, 1), (0, 40)],
+                         ids=["averaging-product", "gathered-rows", "hnswlib"])
+def test_knn_mean_equals_the_formula_on_random_clusters(exact_max, rows_per_query):
+    # 40 queries at once average by a selection product (queries x k > candidates per
+    # cluster); one at a time, by gathering their k rows.
     rng = np.random.default_rng(0)
     latents = rng.normal(size=(300, 6))
     clusters = rng.integers(0, 7, size=300)
@@ -57,7 +60,9 @@ def test_knn_mean_equals_the_formula_on_random_clusters(exact_max):
     targets = KnnMeanTargets(latents, clusters, classes, k=5, exact_max=exact_max)
     Z = rng.normal(size=(40, 6))
     y = rng.integers(0, 3, size=40)
-    t, found = targets.query(Z, y)
+    answers = [targets.query(Z[i:i + rows_per_query], y[i:i + rows_per_query])
+               for i in range(0, 40, rows_per_query)]
+    t, found = (np.concatenate(parts) for parts in zip(*answers, strict=True))
     assert found.all()
     got = torch.linalg.vector_norm(torch.from_numpy(Z - t), dim=1) / np.sqrt(6)
     expected = [direct_term(Z[b], y[b], latents, clusters, classes, 5) for b in range(40)]
