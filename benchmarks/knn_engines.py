@@ -1,11 +1,13 @@
-"""Neighbour search engines for the kNN graph: hnswlib, scipy's KD-tree, torch brute force.
+"""Neighbour search engines for the kNN graph: hnswlib, scipy's KD-tree, faiss's brute force.
 
 For each (N, d, k) the script builds the kNN graph of class-clustered Gaussian latents
 (:func:`synthetic_latents`: 10 classes, unit-normal centres, spread 1) with
 :func:`sklcc.neighbors.knn_graph` once per engine, ``--repeats`` times (median
 seconds, search build included), and reports each approximate engine's recall: the
-fraction of the exact graph's edges it finds. It also prints what
-``knn_algorithm="auto"`` picks for the shape, so the rule in
+fraction of the exact graph's edges it finds. ``--torch`` adds the exact search by
+torch's matrix products and ``topk`` (:func:`sklcc.neighbors.exact_neighbors`, the
+CPU brute force before faiss and the GPU refresh's search today) in the same run. It
+also prints what ``knn_algorithm="auto"`` picks for the shape, so the rule in
 :func:`sklcc.neighbors.resolve_knn_algorithm` can be read against the measurements.
 
 Where an engine is known to be far off the pace it is skipped and said so: the
@@ -25,12 +27,21 @@ import platform
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 import torch
 
-from sklcc.neighbors import knn_graph, resolve_knn_algorithm
+from sklcc.neighbors import edges_from_neighbors, exact_neighbors, knn_graph, resolve_knn_algorithm
 
 ENGINES = ("kd_tree", "brute", "hnsw")
+
+
+def _graph(Z: np.ndarray, k: int, engine: str, seed: int) -> np.ndarray:
+    if engine == "torch":
+        Zt = torch.from_numpy(Z)
+        chunk = max(64, (1 << 24) // len(Z))  # 64 MB of distances, as sklcc used on the CPU
+        return edges_from_neighbors(exact_neighbors(Zt, Zt, k + 1, chunk_size=chunk), k)
+    return knn_graph(Z, k, knn_algorithm=engine, random_state=seed)
 
 
 def synthetic_latents(n: int, d: int, n_classes: int = 10, noise: float = 1.0,
@@ -43,12 +54,12 @@ def synthetic_latents(n: int, d: int, n_classes: int = 10, noise: float = 1.0,
 
 
 def measure(n: int, d: int, k: int, repeats: int, kd_tree_max_features: int,
-            hnsw_max_work: int) -> dict:
+            hnsw_max_work: int, engines: tuple[str, ...] = ENGINES) -> dict:
     """Median seconds and recall of every engine on one shape."""
     Z = synthetic_latents(n, d)
     row = {"n": n, "d": d, "k": k, "auto": resolve_knn_algorithm("auto", n, d, k + 1)}
     exact = None
-    for engine in ENGINES:
+    for engine in engines:
         if engine == "kd_tree" and d > kd_tree_max_features:
             row[engine] = {"skipped": f"d > {kd_tree_max_features}"}
             continue
@@ -58,7 +69,7 @@ def measure(n: int, d: int, k: int, repeats: int, kd_tree_max_features: int,
         times = []
         for i in range(repeats):
             start = time.perf_counter()
-            edges = knn_graph(Z, k, knn_algorithm=engine, random_state=i)
+            edges = _graph(Z, k, engine, i)
             times.append(time.perf_counter() - start)
         cell = {"seconds": float(np.median(times)), "edges": len(edges)}
         if engine != "hnsw":
@@ -73,12 +84,14 @@ def measure(n: int, d: int, k: int, repeats: int, kd_tree_max_features: int,
 
 
 def _markdown(rows: list[dict], meta: dict) -> str:
-    lines = [f"# Neighbour search engines ({meta['machine']}, {meta['threads']} torch threads)",
-             "", f"`{meta['command']}`", "",
-             "| N | d | k | kd_tree s | brute s | hnsw s | hnsw recall | fastest | auto |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"# Neighbour search engines ({meta['machine']}, {meta['threads']} torch threads, "
+             f"faiss {meta['faiss']})", "", f"`{meta['command']}`", "",
+             "| N | d | k | kd_tree s | brute s | hnsw s | hnsw recall | fastest | auto "
+             "| torch brute s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
     def cell(r, e, key="seconds"):
-        c = r[e]
+        c = r.get(e, {})
         return "—" if key not in c else f"{c[key]:.2f}" if key == "seconds" else f"{c[key]:.3f}"
 
     for r in rows:
@@ -86,7 +99,7 @@ def _markdown(rows: list[dict], meta: dict) -> str:
         fastest = min(timed, key=timed.get)
         lines.append(f"| {r['n']:,} | {r['d']} | {r['k']} | {cell(r, 'kd_tree')} | "
                      f"{cell(r, 'brute')} | {cell(r, 'hnsw')} | {cell(r, 'hnsw', 'recall')} | "
-                     f"{fastest} | {r['auto']} |")
+                     f"{fastest} | {r['auto']} | {cell(r, 'torch')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -99,15 +112,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--kd-tree-max-features", type=int, default=64)
     p.add_argument("--hnsw-max-work", type=int, default=2_500_000)
+    p.add_argument("--torch", action="store_true",
+                   help="also time the exact search by torch's matrix products and topk")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
+    engines = ENGINES + (("torch",) if args.torch else ())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"command": "python benchmarks/knn_engines.py " + " ".join(argv or []),
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-            "threads": torch.get_num_threads()}
-    rows = [measure(n, d, k, args.repeats, args.kd_tree_max_features, args.hnsw_max_work)
-            for n in args.n for d in args.d for k in args.k if k < n]
+            "threads": torch.get_num_threads(), "faiss": faiss.__version__}
+    rows = [measure(n, d, k, args.repeats, args.kd_tree_max_features, args.hnsw_max_work,
+                    engines) for n in args.n for d in args.d for k in args.k if k < n]
     (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     (out / "results.md").write_text(_markdown(rows, meta))
     print(_markdown(rows, meta))

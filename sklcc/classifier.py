@@ -32,7 +32,7 @@ class LCCClassifier(LatentPenaltyClassifier):
 
     A skorch :class:`~skorch.NeuralNetClassifier` whose training loss is
     ``cross-entropy + lcc_weight * L_lcc``. Between epochs the latents of the
-    training split are clustered (hnswlib kNN graph + networkx Louvain), each
+    training split are clustered (Louvain communities of their kNN graph), each
     cluster is given to the class holding most of its members, and during the next
     epochs every misclustered sample is pulled towards the nearest well-clustered
     representative of its own class (Ho Thanh, arXiv:2501.11919). Validation loss
@@ -111,13 +111,13 @@ class LCCClassifier(LatentPenaltyClassifier):
         Neighbour search of the kNN graph and of the assignment to the subsample,
         named as in scikit-learn's ``NearestNeighbors``. ``"kd_tree"``: scipy's
         exact KD-tree, fast in few dimensions (logits). ``"brute"``: exact, by
-        chunked matrix products in torch. ``"hnsw"``: an approximate hnswlib
-        index, built on one thread so a seed reproduces it. ``"auto"`` takes brute
-        force for ``n_neighbors >= 100``, else the KD-tree up to 16 features, else
-        brute force for 256 or more features or for a full clustering of at most
-        20,000 samples, else hnswlib (whose cheap queries win when a subsample's
-        graph is followed by the assignment of every other sample)
-        (measured in docs/benchmarks.md, "Neighbour search engines"). The engine
+        faiss's brute force (BLAS products, a heap per query). ``"hnsw"``: an
+        approximate hnswlib index, built on one thread so a seed reproduces it.
+        ``"auto"`` takes brute force up to 50,000 x 50,000 distances (a full
+        clustering of 50,000 samples, or the default subsample of 5,000 and the
+        assignment of up to 500,000 samples to it) and for ``n_neighbors >= 100``,
+        else the KD-tree up to 16 features, else hnswlib (measured in
+        docs/benchmarks.md, "Neighbour search engines"). The engine
         that ran is recorded in history as ``lcc_knn_algorithm``. On a CUDA
         ``device`` the searches are exact matrix products on the device.
     random_state : int or None, default=None

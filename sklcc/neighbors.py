@@ -9,9 +9,10 @@ Three search engines (``knn_algorithm``, named as in scikit-learn's
 ``NearestNeighbors``), wrapped by :class:`NeighborSearch`:
 
 - ``"kd_tree"``: scipy's exact KD-tree, on all cores; fast in few dimensions (logits).
-- ``"brute"``: exact, by chunked matrix products and ``topk`` in torch
-  (:func:`exact_neighbors`); what a GPU does in a fraction of an epoch, and on the
-  CPU the fastest exact search for small sets, wide latents or large ``k``.
+- ``"brute"``: exact, by faiss's brute force on the CPU (:func:`brute_force_neighbors`:
+  blocked BLAS products and a heap per query, on all cores); the fastest exact search
+  for small sets, wide latents or large ``k``. On a GPU the refresh uses the same
+  search in torch (:func:`exact_neighbors`).
 - ``"hnsw"``: an approximate hnswlib index, built on one thread so that a seed
   reproduces the graph.
 
@@ -23,9 +24,9 @@ from __future__ import annotations
 import hnswlib
 import numpy as np
 
-__all__ = ["KNN_ALGORITHMS", "NeighborSearch", "build_index", "edges_from_neighbors",
-           "exact_neighbors", "knn_graph", "nearest_neighbors", "resolve_knn_algorithm",
-           "unique_sorted"]
+__all__ = ["KNN_ALGORITHMS", "NeighborSearch", "brute_force_neighbors", "build_index",
+           "edges_from_neighbors", "exact_neighbors", "knn_graph", "nearest_neighbors",
+           "resolve_knn_algorithm", "unique_sorted"]
 
 # hnswlib construction parameters. M=16 / ef_construction=100 give a recall above
 # 0.95 for k=10 on the latents we see, at a third of the default build cost.
@@ -34,18 +35,16 @@ _EF_CONSTRUCTION = 100
 
 #: Values of ``knn_algorithm``.
 KNN_ALGORITHMS = ("auto", "kd_tree", "brute", "hnsw")
-# The "auto" rule, from benchmarks/knn_engines.py (docs/benchmarks.md, "Neighbour
-# search engines"): brute force from this many neighbours on (hnswlib needs a search
-# breadth of at least k and slows with it; the KD-tree's heaps too); else a KD-tree
-# up to this many features; else brute force up to this many indexed rows or from
-# this many features on (hnswlib's recall falls there while matrix products stay
-# efficient); hnswlib otherwise.
-_BRUTE_MIN_NEIGHBORS = 100
+# The "auto" rule, from benchmarks/knn_engines.py with faiss's brute force (docs/benchmarks.md,
+# "Neighbour search engines"): the exact brute force was the fastest engine at every
+# shape measured, up to 50,000 rows searched by 50,000 queries (10 to 512 features,
+# k = 10 and 500). Its cost grows with rows x queries, the KD-tree's and hnswlib's about
+# with the queries alone, so beyond this many pairs the KD-tree (up to this many
+# features) or hnswlib (above) takes over; except from this many neighbours on, where
+# hnswlib needs a search breadth of at least k and both slow with it.
+_BRUTE_MAX_PAIRS = 50_000 * 50_000
 _KD_TREE_MAX_FEATURES = 16
-_BRUTE_MAX_SAMPLES = 20_000
-_BRUTE_MIN_FEATURES = 256
-# Floats of one chunk of distances in a brute-force search (64 MB).
-_BRUTE_CHUNK_FLOATS = 1 << 24
+_BRUTE_MIN_NEIGHBORS = 100
 
 
 def resolve_knn_algorithm(knn_algorithm: str, n_samples: int, n_features: int,
@@ -63,11 +62,10 @@ def resolve_knn_algorithm(knn_algorithm: str, n_samples: int, n_features: int,
     n_neighbors : int
         Neighbours asked per query.
     n_queries : int, optional
-        Rows that will be searched for; default ``n_samples`` (the graph alone). The
-        small-set brute-force rule holds only when there are no more queries than
-        rows: a subsample's graph followed by the assignment of every other sample
-        to it is cheaper through hnswlib, whose queries cost far less than a row of
-        distances (``refresh_scaling.py``, docs/benchmarks.md).
+        Rows that will be searched for in all; default ``n_samples`` (the graph
+        alone). A subsample's graph followed by the assignment of every other sample
+        to it searches ``n_samples`` rows for every sample: the brute force computes
+        ``n_samples x n_queries`` distances.
 
     Returns
     -------
@@ -76,12 +74,14 @@ def resolve_knn_algorithm(knn_algorithm: str, n_samples: int, n_features: int,
 
     Examples
     --------
-    >>> [resolve_knn_algorithm("auto", 50_000, 10, k) for k in (11, 501)]
-    ['kd_tree', 'brute']
-    >>> [resolve_knn_algorithm("auto", n, 64, 11) for n in (50_000, 5_000)]
-    ['hnsw', 'brute']
-    >>> resolve_knn_algorithm("auto", 5_000, 64, 11, n_queries=50_000)  # + an assignment
-    'hnsw'
+    >>> [resolve_knn_algorithm("auto", 50_000, d, 11) for d in (10, 64, 512)]
+    ['brute', 'brute', 'brute']
+    >>> [resolve_knn_algorithm("auto", 200_000, d, 11) for d in (10, 64)]
+    ['kd_tree', 'hnsw']
+    >>> resolve_knn_algorithm("auto", 200_000, 64, 501)  # large k
+    'brute'
+    >>> resolve_knn_algorithm("auto", 5_000, 64, 11, n_queries=200_000)  # + an assignment
+    'brute'
 
     """
     if knn_algorithm not in KNN_ALGORITHMS:
@@ -89,15 +89,10 @@ def resolve_knn_algorithm(knn_algorithm: str, n_samples: int, n_features: int,
                          f"{KNN_ALGORITHMS}.")
     if knn_algorithm != "auto":
         return knn_algorithm
-    if n_neighbors >= _BRUTE_MIN_NEIGHBORS:
-        return "brute"
-    if n_features <= _KD_TREE_MAX_FEATURES:
-        return "kd_tree"
     n_queries = n_samples if n_queries is None else n_queries
-    small = n_samples <= _BRUTE_MAX_SAMPLES and n_queries <= n_samples
-    if small or n_features >= _BRUTE_MIN_FEATURES:
+    if n_neighbors >= _BRUTE_MIN_NEIGHBORS or n_samples * n_queries <= _BRUTE_MAX_PAIRS:
         return "brute"
-    return "hnsw"
+    return "kd_tree" if n_features <= _KD_TREE_MAX_FEATURES else "hnsw"
 
 
 class NeighborSearch:
@@ -142,9 +137,7 @@ class NeighborSearch:
 
             self._engine = cKDTree(self.Z)
         else:
-            import torch
-
-            self._engine = torch.from_numpy(self.Z)
+            self._engine = self.Z  # faiss searches the array itself
 
     def __len__(self) -> int:
         return len(self.Z)
@@ -160,8 +153,8 @@ class NeighborSearch:
         n_neighbors : int
             Neighbours per query; at most ``len(self)``.
         n_jobs : int, default=-1
-            Threads of the KD-tree and hnswlib searches (-1: all cores); the brute
-            force uses torch's threads.
+            Threads of the search; -1: all cores for the KD-tree and hnswlib, torch's
+            thread count for the brute force.
         ef : int, optional
             hnswlib's search breadth (see :func:`nearest_neighbors`); ignored by the
             exact engines.
@@ -181,11 +174,7 @@ class NeighborSearch:
             # An integer k (a list of ranks is several times slower); k=1 comes back 1-d.
             _, ids = self._engine.query(Q, k=n_neighbors, workers=n_jobs)
             return ids.reshape(len(Q), n_neighbors).astype(np.int64)
-        import torch
-
-        chunk = max(64, _BRUTE_CHUNK_FLOATS // max(len(self.Z), 1))
-        return exact_neighbors(self._engine, torch.from_numpy(Q), n_neighbors,
-                               chunk_size=chunk)
+        return brute_force_neighbors(self._engine, Q, n_neighbors, n_jobs=n_jobs)
 
 
 def build_index(Z: np.ndarray, *, random_state: int = 0) -> hnswlib.Index:
@@ -362,10 +351,64 @@ def unique_sorted(a: np.ndarray) -> np.ndarray:
     return a[np.concatenate([[True], a[1:] != a[:-1]])]
 
 
+def brute_force_neighbors(Z: np.ndarray, Q: np.ndarray, n_neighbors: int, *,
+                          n_jobs: int = -1) -> np.ndarray:
+    """Exact nearest neighbours on the CPU by faiss's brute force.
+
+    faiss computes ``|q|^2 + |z|^2 - 2 q.z`` in blocks of BLAS products and keeps the
+    ``n_neighbors`` best of each query in a heap (an argmin for one neighbour), on
+    OpenMP threads: 1.4 to 3 times faster than the same search by torch's matrix
+    products and ``topk`` on this project's 2-core CPU, which spent most of its time
+    writing and re-reading the full rows of distances (docs/benchmarks.md, "Neighbour
+    search engines"). Deterministic for a fixed input.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_samples, n_features)
+        Indexed vectors.
+    Q : ndarray of shape (n_queries, n_features)
+        Queries.
+    n_neighbors : int
+        Hits per query, at most ``len(Z)``.
+    n_jobs : int, default=-1
+        OpenMP threads of the search; -1 takes torch's thread count
+        (``torch.get_num_threads()``), so that ``torch.set_num_threads`` bounds every
+        search of a fit. Set for the calling thread only, and restored.
+
+    Returns
+    -------
+    ids : ndarray of shape (n_queries, n_neighbors), int64
+        Row numbers of ``Z``, nearest first.
+
+    Examples
+    --------
+    >>> Z = np.array([[0.0], [1.0], [10.0]], dtype=np.float32)
+    >>> brute_force_neighbors(Z, np.array([[0.9], [9.0]], dtype=np.float32), 2).tolist()
+    [[1, 0], [2, 1]]
+
+    """
+    import faiss
+    import torch
+
+    Z = np.ascontiguousarray(Z, dtype=np.float32)
+    Q = np.ascontiguousarray(Q, dtype=np.float32)
+    if not 1 <= n_neighbors <= len(Z):
+        raise ValueError(f"n_neighbors={n_neighbors} must be between 1 and the number of "
+                         f"indexed rows ({len(Z)}).")
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(torch.get_num_threads() if n_jobs == -1 else max(1, n_jobs))
+    try:
+        _, ids = faiss.knn(Q, Z, n_neighbors)
+    finally:
+        faiss.omp_set_num_threads(before)
+    return ids
+
+
 def exact_neighbors(Z, Q=None, n_neighbors: int = 1, *, chunk_size: int = 4096) -> np.ndarray:
     """Exact nearest neighbours by chunked matrix products in torch, on ``Z``'s device.
 
-    The search a GPU does in milliseconds (and the CPU, slowly): squared distances
+    The search a GPU does in milliseconds (on the CPU, :func:`brute_force_neighbors`
+    is faster): squared distances
     ``|z|^2 - 2 q.z`` of one chunk of queries at a time against every row of ``Z``,
     then ``topk``. Memory is ``chunk_size x len(Z)`` floats at a time.
 

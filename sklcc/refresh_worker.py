@@ -1,8 +1,8 @@
 """One background thread that clusters while the next epoch trains (``lcc_refresh_mode="overlap"``).
 
-A thread, not a process: the refresh's heavy steps release the GIL (hnswlib's index
-and search, networkit's PLM, numpy's linear algebra), and a thread shares the latents
-without copying them. At most one refresh is in flight; its result is taken at a
+A thread, not a process: the refresh's heavy steps release the GIL (faiss's and
+hnswlib's searches, networkit's PLM, numpy's linear algebra), and a thread shares the
+latents without copying them. At most one refresh is in flight; its result is taken at a
 fixed epoch boundary, waiting for it if needed, so what training sees never depends
 on how fast the thread was.
 """

@@ -271,7 +271,7 @@ def test_refresh_flags_planted_mislabels():
     assert len(state.targets) == 20
     assert set(state.timings) == {"graph_s", "communities_s", "assign_s", "index_s",
                                   "knn_algorithm"}
-    assert state.timings["knn_algorithm"] == "kd_tree"  # 5 features: the "auto" rule
+    assert state.timings["knn_algorithm"] == "brute"  # 240 x 240 distances: the "auto" rule
 
 
 def test_refresh_reports_uncovered_classes_and_missing_targets():

@@ -8,7 +8,7 @@ from sklearn.datasets import load_digits
 from sklcc import LCCClassifier
 from sklcc.clustering import cluster_latents
 from sklcc.diagnostics import history_key
-from sklcc.neighbors import NeighborSearch, knn_graph, resolve_knn_algorithm
+from sklcc.neighbors import NeighborSearch, brute_force_neighbors, knn_graph, resolve_knn_algorithm
 
 
 def brute_force_ids(Z, Q, k):
@@ -34,13 +34,20 @@ def test_exact_engines_return_the_true_neighbours_in_order(points, algorithm):
     assert search.query(Q[:0], 3).shape == (0, 3)
 
 
-def test_brute_force_chunks_do_not_change_the_answer(points, monkeypatch):
-    Z, Q = points
-    import sklcc.neighbors as neighbors
-
-    monkeypatch.setattr(neighbors, "_BRUTE_CHUNK_FLOATS", 400 * 3)  # 64-row chunks at least
-    np.testing.assert_array_equal(NeighborSearch(Z, "brute").query(Z, 5),
-                                  brute_force_ids(Z, Z, 5))
+def test_brute_force_is_exact_across_faiss_blocks_and_thread_counts():
+    # More queries (4,200) and rows (1,100) than one block of faiss's BLAS path
+    # (4,096 x 1,024), and one neighbour (its argmin path) besides several.
+    rng = np.random.default_rng(3)
+    Z = rng.normal(size=(1100, 5)).astype(np.float32)
+    Q = rng.normal(size=(4200, 5)).astype(np.float32)
+    truth = np.concatenate([brute_force_ids(Z, q, 6) for q in np.array_split(Q, 6)])
+    for n_jobs in (1, 2, -1):
+        got = brute_force_neighbors(Z, Q, 6, n_jobs=n_jobs)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, truth)
+    np.testing.assert_array_equal(brute_force_neighbors(Z, Q, 1), truth[:, :1])
+    with pytest.raises(ValueError, match="n_neighbors=1101 must be between 1 and"):
+        brute_force_neighbors(Z, Q, 1101)
 
 
 def test_every_engine_builds_the_same_graph_where_it_is_exact(points):
@@ -52,22 +59,21 @@ def test_every_engine_builds_the_same_graph_where_it_is_exact(points):
 
 
 def test_auto_follows_the_measured_rule():
-    assert resolve_knn_algorithm("auto", 50_000, 10, 5) == "kd_tree"  # logits
-    assert resolve_knn_algorithm("auto", 50_000, 16, 99) == "kd_tree"
-    assert resolve_knn_algorithm("auto", 50_000, 10, 501) == "brute"  # large k
-    assert resolve_knn_algorithm("auto", 5_000, 64, 10) == "brute"  # a small graph alone
-    assert resolve_knn_algorithm("auto", 50_000, 512, 5) == "brute"  # wide latents
-    assert resolve_knn_algorithm("auto", 50_000, 64, 500) == "brute"  # large k
-    assert resolve_knn_algorithm("auto", 50_000, 64, 10) == "hnsw"
-    # a 5,000-sample subsample whose graph is followed by 45,000 assignment queries
-    assert resolve_knn_algorithm("auto", 5_000, 64, 11, n_queries=50_000) == "hnsw"
-    assert resolve_knn_algorithm("auto", 5_000, 512, 11, n_queries=50_000) == "brute"
+    # Brute force up to 50,000 x 50,000 distances, at any width and k.
+    for d in (10, 64, 512):
+        assert resolve_knn_algorithm("auto", 50_000, d, 11) == "brute"
+    assert resolve_knn_algorithm("auto", 5_000, 64, 11, n_queries=500_000) == "brute"
+    # Beyond: the KD-tree in few dimensions, hnswlib above, brute force for large k.
+    assert resolve_knn_algorithm("auto", 50_001, 16, 99) == "kd_tree"
+    assert resolve_knn_algorithm("auto", 50_001, 17, 99) == "hnsw"
+    assert resolve_knn_algorithm("auto", 5_000, 64, 11, n_queries=500_001) == "hnsw"
+    assert resolve_knn_algorithm("auto", 200_000, 10, 100) == "brute"
     assert resolve_knn_algorithm("hnsw", 10, 2, 1) == "hnsw"  # an explicit choice stays
     with pytest.raises(ValueError, match="knn_algorithm='ball_tree' is invalid"):
         resolve_knn_algorithm("ball_tree", 10, 2, 1)
 
 
-def test_clustering_records_the_engine_and_exact_engines_agree():
+def test_clustering_records_the_engine_and_exact_engines_agree(monkeypatch):
     rng = np.random.default_rng(1)
     centers = rng.normal(0, 6, (4, 24))
     Z = (centers[np.repeat(np.arange(4), 150)] + rng.normal(size=(600, 24))).astype(np.float32)
@@ -79,11 +85,16 @@ def test_clustering_records_the_engine_and_exact_engines_agree():
                                              timings=timings)
         assert timings["knn_algorithm"] == algorithm
     np.testing.assert_array_equal(results["kd_tree"][0], results["brute"][0])
+    # "auto" counts the assignment's queries: a 300-sample subsample is searched by all
+    # 600 samples (its graph, then the assignment of the 300 others).
+    import sklcc.neighbors as neighbors
+
+    monkeypatch.setattr(neighbors, "_BRUTE_MAX_PAIRS", 300 * 600)
     timings = {}
-    cluster_latents(Z, cluster_sample_size=None, cluster_n_components=None, timings=timings)
-    assert timings["knn_algorithm"] == "brute"  # 600 rows: at most 20,000
     cluster_latents(Z, cluster_sample_size=300, cluster_n_components=None, timings=timings)
-    assert timings["knn_algorithm"] == "hnsw"  # 300 more queries than rows: the assignment
+    assert timings["knn_algorithm"] == "brute"
+    cluster_latents(Z, cluster_sample_size=None, cluster_n_components=None, timings=timings)
+    assert timings["knn_algorithm"] == "hnsw"  # 600 x 600 distances, 24 features
 
 
 def _module():

@@ -19,14 +19,14 @@ def test_refresh_scaling_runs_and_reports(tmp_path):
     )
     report = json.loads((tmp_path / "refresh_scaling.json").read_text())
     rows = {r["method"]: r for r in report["rows"]}
-    # 8 features: "auto" is the KD-tree; "hnsw" is forced
-    assert set(rows) == {"sklcc [networkx, kd_tree, k=10]", "sklcc [networkit, kd_tree, k=10]",
+    # 600 x 1200 distances: "auto" is the brute force; "hnsw" is forced
+    assert set(rows) == {"sklcc [networkx, brute, k=10]", "sklcc [networkit, brute, k=10]",
                          "sklcc [networkx, hnsw (forced), k=10]",
                          "sklcc [networkit, hnsw (forced), k=10]", "reference", "sklcc-full"}
-    assert rows["sklcc [networkx, kd_tree, k=10]"]["louvain_backend"] == "networkx"
+    assert rows["sklcc [networkx, brute, k=10]"]["louvain_backend"] == "networkx"
     assert rows["sklcc [networkit, hnsw (forced), k=10]"]["knn_algorithm"] == "hnsw"
-    sk = rows["sklcc [networkit, kd_tree, k=10]"]
-    assert sk["louvain_backend"] == "networkit" and sk["knn_algorithm"] == "kd_tree"
+    sk = rows["sklcc [networkit, brute, k=10]"]
+    assert sk["louvain_backend"] == "networkit" and sk["knn_algorithm"] == "brute"
     assert sk["n"] == 1200 and sk["cluster_sample_size"] == 600 and sk["repeats"] == 2
     split = sk["graph_s"] + sk["communities_s"] + sk["assign_s"] + sk["index_s"]
     assert split <= sk["refresh_s"] + 1e-6
