@@ -41,10 +41,14 @@ def test_brute_force_is_exact_across_faiss_blocks_and_thread_counts():
     Z = rng.normal(size=(1100, 5)).astype(np.float32)
     Q = rng.normal(size=(4200, 5)).astype(np.float32)
     truth = np.concatenate([brute_force_ids(Z, q, 6) for q in np.array_split(Q, 6)])
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
     for n_jobs in (1, 2, -1):
         got = brute_force_neighbors(Z, Q, 6, n_jobs=n_jobs)
         assert got.dtype == np.int64
         np.testing.assert_array_equal(got, truth)
+        assert faiss.omp_get_max_threads() == threads  # the thread count is restored
     np.testing.assert_array_equal(brute_force_neighbors(Z, Q, 1), truth[:, :1])
     with pytest.raises(ValueError, match="n_neighbors=1101 must be between 1 and"):
         brute_force_neighbors(Z, Q, 1101)
