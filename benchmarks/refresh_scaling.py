@@ -65,8 +65,8 @@ def measure_sklcc(n: int, d: int, cluster_sample_size: int | None,
     # second for networkit) before the clock starts, as a fit pays it before its second
     # refresh.
     louvain_labels(np.array([[0, 1], [1, 2]]), 3, louvain_backend=louvain_backend)
-    # ... and torch's (the brute-force search runs in torch), which a fit has imported
-    # before its first refresh.
+    # ... and faiss's (the brute-force search), which a fit pays at its first refresh
+    # only.
     NeighborSearch(Z[:64], "brute").query(Z[:64], 2)
     base_mb = _peak_mb()
     start = time.perf_counter()
