@@ -10,9 +10,10 @@ Three search engines (``knn_algorithm``, named as in scikit-learn's
 
 - ``"kd_tree"``: scipy's exact KD-tree, on all cores; fast in few dimensions (logits).
 - ``"brute"``: exact, by faiss's brute force on the CPU (:func:`brute_force_neighbors`:
-  blocked BLAS products and a heap per query, on all cores); the fastest exact search
-  for small sets, wide latents or large ``k``. On a GPU the refresh uses the same
-  search in torch (:func:`exact_neighbors`).
+  blocked BLAS products and a heap per query); the fastest engine up to 50,000 x 50,000
+  distances and for large ``k``. Where faiss is not used (macOS and Windows, see
+  :func:`brute_force_neighbors`) and on a GPU, the same search by torch's chunked
+  matrix products and ``topk`` (:func:`exact_neighbors`).
 - ``"hnsw"``: an approximate hnswlib index, built on one thread so that a seed
   reproduces the graph.
 
@@ -20,6 +21,8 @@ Three search engines (``knn_algorithm``, named as in scikit-learn's
 """
 
 from __future__ import annotations
+
+import sys
 
 import hnswlib
 import numpy as np
@@ -45,6 +48,30 @@ KNN_ALGORITHMS = ("auto", "kd_tree", "brute", "hnsw")
 _BRUTE_MAX_PAIRS = 50_000 * 50_000
 _KD_TREE_MAX_FEATURES = 16
 _BRUTE_MIN_NEIGHBORS = 100
+# Without faiss, torch's brute force (the rule measured before faiss): the KD-tree up to
+# _KD_TREE_MAX_FEATURES, else brute force for a graph alone of at most this many rows
+# or from this many features on, else hnswlib (whose cheap queries win when a
+# subsample's graph is followed by the assignment of every other sample).
+_TORCH_BRUTE_MAX_SAMPLES = 20_000
+_TORCH_BRUTE_MIN_FEATURES = 256
+# Floats of one chunk of distances in torch's brute force (64 MB).
+_TORCH_CHUNK_FLOATS = 1 << 24
+
+
+def _faiss():
+    """Return the faiss module on Linux (a core dependency there), else None.
+
+    On macOS and Windows faiss's pip wheels bundle an OpenMP runtime that clashes with
+    torch's in one process (``OMP: Error #15`` or a crash in the search; faiss-wheels
+    issue 73), so sklcc does not import it there, even when it is installed.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
 
 
 def resolve_knn_algorithm(knn_algorithm: str, n_samples: int, n_features: int,
@@ -74,6 +101,8 @@ def resolve_knn_algorithm(knn_algorithm: str, n_samples: int, n_features: int,
 
     Examples
     --------
+    On Linux, with faiss's brute force:
+
     >>> [resolve_knn_algorithm("auto", 50_000, d, 11) for d in (10, 64, 512)]
     ['brute', 'brute', 'brute']
     >>> [resolve_knn_algorithm("auto", 200_000, d, 11) for d in (10, 64)]
@@ -90,9 +119,16 @@ def resolve_knn_algorithm(knn_algorithm: str, n_samples: int, n_features: int,
     if knn_algorithm != "auto":
         return knn_algorithm
     n_queries = n_samples if n_queries is None else n_queries
-    if n_neighbors >= _BRUTE_MIN_NEIGHBORS or n_samples * n_queries <= _BRUTE_MAX_PAIRS:
+    if n_neighbors >= _BRUTE_MIN_NEIGHBORS:
         return "brute"
-    return "kd_tree" if n_features <= _KD_TREE_MAX_FEATURES else "hnsw"
+    if _faiss() is not None:
+        if n_samples * n_queries <= _BRUTE_MAX_PAIRS:
+            return "brute"
+        return "kd_tree" if n_features <= _KD_TREE_MAX_FEATURES else "hnsw"
+    if n_features <= _KD_TREE_MAX_FEATURES:
+        return "kd_tree"
+    small = n_samples <= _TORCH_BRUTE_MAX_SAMPLES and n_queries <= n_samples
+    return "brute" if small or n_features >= _TORCH_BRUTE_MIN_FEATURES else "hnsw"
 
 
 class NeighborSearch:
@@ -360,7 +396,8 @@ def brute_force_neighbors(Z: np.ndarray, Q: np.ndarray, n_neighbors: int, *,
     OpenMP threads: 1.4 to 3 times faster than the same search by torch's matrix
     products and ``topk`` on this project's 2-core CPU, which spent most of its time
     writing and re-reading the full rows of distances (docs/benchmarks.md, "Neighbour
-    search engines"). Deterministic for a fixed input.
+    search engines"). Deterministic for a fixed input. Where faiss is not used (macOS,
+    Windows: :func:`_faiss`), the same exact search by :func:`exact_neighbors` in torch.
 
     Parameters
     ----------
@@ -371,9 +408,10 @@ def brute_force_neighbors(Z: np.ndarray, Q: np.ndarray, n_neighbors: int, *,
     n_neighbors : int
         Hits per query, at most ``len(Z)``.
     n_jobs : int, default=-1
-        OpenMP threads of the search; -1 takes torch's thread count
+        faiss's OpenMP threads; -1 takes torch's thread count
         (``torch.get_num_threads()``), so that ``torch.set_num_threads`` bounds every
-        search of a fit. Set for the calling thread only, and restored.
+        search of a fit. Set for the calling thread only, and restored. torch's
+        search uses torch's threads.
 
     Returns
     -------
@@ -387,7 +425,6 @@ def brute_force_neighbors(Z: np.ndarray, Q: np.ndarray, n_neighbors: int, *,
     [[1, 0], [2, 1]]
 
     """
-    import faiss
     import torch
 
     Z = np.ascontiguousarray(Z, dtype=np.float32)
@@ -395,6 +432,11 @@ def brute_force_neighbors(Z: np.ndarray, Q: np.ndarray, n_neighbors: int, *,
     if not 1 <= n_neighbors <= len(Z):
         raise ValueError(f"n_neighbors={n_neighbors} must be between 1 and the number of "
                          f"indexed rows ({len(Z)}).")
+    faiss = _faiss()
+    if faiss is None:
+        chunk = max(64, _TORCH_CHUNK_FLOATS // len(Z))
+        return exact_neighbors(torch.from_numpy(Z), torch.from_numpy(Q), n_neighbors,
+                               chunk_size=chunk)
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(torch.get_num_threads() if n_jobs == -1 else max(1, n_jobs))
     try:

@@ -62,8 +62,11 @@ def test_every_engine_builds_the_same_graph_where_it_is_exact(points):
     assert len(approx & {tuple(e) for e in truth.tolist()}) / len(truth) > 0.95
 
 
-def test_auto_follows_the_measured_rule():
-    # Brute force up to 50,000 x 50,000 distances, at any width and k.
+def test_auto_follows_the_measured_rule(monkeypatch):
+    # With faiss (Linux): brute force up to 50,000 x 50,000 distances, at any width and k.
+    import sklcc.neighbors as neighbors
+
+    assert neighbors._faiss() is not None
     for d in (10, 64, 512):
         assert resolve_knn_algorithm("auto", 50_000, d, 11) == "brute"
     assert resolve_knn_algorithm("auto", 5_000, 64, 11, n_queries=500_000) == "brute"
@@ -75,6 +78,25 @@ def test_auto_follows_the_measured_rule():
     assert resolve_knn_algorithm("hnsw", 10, 2, 1) == "hnsw"  # an explicit choice stays
     with pytest.raises(ValueError, match="knn_algorithm='ball_tree' is invalid"):
         resolve_knn_algorithm("ball_tree", 10, 2, 1)
+    # Without faiss (macOS, Windows): the rule measured for torch's brute force.
+    monkeypatch.setattr(neighbors, "_faiss", lambda: None)
+    assert resolve_knn_algorithm("auto", 50_000, 10, 5) == "kd_tree"  # logits
+    assert resolve_knn_algorithm("auto", 50_000, 10, 501) == "brute"  # large k
+    assert resolve_knn_algorithm("auto", 5_000, 64, 10) == "brute"  # a small graph alone
+    assert resolve_knn_algorithm("auto", 50_000, 512, 5) == "brute"  # wide latents
+    assert resolve_knn_algorithm("auto", 50_000, 64, 10) == "hnsw"
+    assert resolve_knn_algorithm("auto", 5_000, 64, 11, n_queries=50_000) == "hnsw"
+
+
+def test_brute_force_without_faiss_is_torch_and_exact(points, monkeypatch):
+    import sklcc.neighbors as neighbors
+
+    Z, Q = points
+    monkeypatch.setattr(neighbors, "_faiss", lambda: None)
+    monkeypatch.setattr(neighbors, "_TORCH_CHUNK_FLOATS", 400 * 3)  # 64-row chunks at least
+    np.testing.assert_array_equal(brute_force_neighbors(Z, Q, 7), brute_force_ids(Z, Q, 7))
+    np.testing.assert_array_equal(NeighborSearch(Z, "brute").query(Z, 5),
+                                  brute_force_ids(Z, Z, 5))
 
 
 def test_clustering_records_the_engine_and_exact_engines_agree(monkeypatch):
