@@ -130,7 +130,7 @@ class LatentClusterRefresh(Callback):
         """Keep the training batch's latents when the next refresh takes them."""
         state = net.fit_state_
         if training and state.latent_buffer is not None:
-            state.latent_buffer.add(state.batch_index, state.recorder.outputs, batch[1])
+            state.latent_buffer.add(state.batch_index, state.recorder.clean, batch[1])
 
 
 def _training_latents(net, dataset, epoch: int) -> tuple[dict, np.ndarray, float]:

@@ -18,7 +18,7 @@ from skorch.utils import to_numpy
 from .callbacks import LATENT_SOURCES, REFRESH_MODES, LatentClusterRefresh
 from .communities import resolve_louvain_backend
 from .diagnostics import REFRESH_KEYS, history_key
-from .latents import collect_latents, resolve_latent_layers
+from .latents import LatentRecorder, collect_latents, resolve_latent_layers
 from .loss import lcc_loss
 from .neighbors import KNN_ALGORITHMS
 from .penalty import LatentPenaltyClassifier
@@ -77,12 +77,16 @@ class LCCClassifier(LatentPenaltyClassifier):
         ``"train"``: what the hooks saw in the training batches of the epoch that
         just ended (training mode, weights moving through the epoch), kept on the
         CPU; samples that epoch did not see (``iterator_train__drop_last=True``) and
-        a refresh at a fit's first epoch use the eval pass. Saves the pass (about a
-        third of a refresh in the CIFAR-10 head benchmark, with no measurable
-        accuracy change; docs/benchmarks.md). The default stays ``"eval"`` because
-        ``"train"`` clusters dropout-masked latents where a dropout precedes the
-        latent layer (often so for the default layer); pass ``"train"`` when none
-        does. See the user guide, "Refresh schedule and cost".
+        a refresh at a fit's first epoch use the eval pass. Where a dropout module
+        feeds the latent layer directly (the default layer often sits right after
+        one), the latent before that dropout is kept, as the eval pass would see
+        it. Saves the pass (about a third of a refresh in the CIFAR-10 head
+        benchmark, with no measurable accuracy change; docs/benchmarks.md). The
+        default stays ``"eval"``: other layers that behave differently in training
+        (batch-norm, a dropout further upstream or applied as a function) still
+        make the training-pass latents differ from the eval pass's; pass
+        ``"train"`` when none precedes the latent layer. See the user guide,
+        "Refresh schedule and cost".
     lcc_refresh_mode : {"sync", "overlap"}, default="sync"
         ``"sync"``: a refresh's clusters are used from the epoch it runs in.
         ``"overlap"``: the clustering runs in a background thread while that epoch
@@ -259,6 +263,15 @@ class LCCClassifier(LatentPenaltyClassifier):
         """Resolve ``lcc_layers`` against the module (stored as ``lcc_layers_``)."""
         self.lcc_layers_ = resolve_latent_layers(self.module_, self.lcc_layers)
         return self.lcc_layers_
+
+    def latent_recorder(self) -> LatentRecorder:
+        """Return the recorder of the latent layers, undoing dropout for ``lcc_latents="train"``.
+
+        With ``"train"`` the refresh clusters what a latent was before a dropout that
+        feeds it directly (:class:`~sklcc.latents.LatentRecorder`, ``undo_dropout``).
+        """
+        return LatentRecorder(self.module_, self.penalty_layers(),
+                              undo_dropout=self.lcc_latents == "train")
 
     def get_split_datasets(self, X, y=None, **fit_params):
         """Split as skorch does, then check the training split is large enough."""

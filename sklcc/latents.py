@@ -119,12 +119,24 @@ class LatentRecorder:
         The network.
     layers : list of str
         Layer names from :func:`resolve_latent_layers`.
+    undo_dropout : bool, default=False
+        Also keep, in :attr:`clean`, each latent as it was before a dropout: where a
+        latent is the very tensor a dropout module returned in training mode (the
+        input of a ``Linear`` that follows a ``Dropout``, or the dropout's own
+        output), its clean version is that dropout's input, which is what an
+        eval-mode pass computes (dropout is the identity there). An in-place dropout
+        leaves no input to take, and a dropout applied as a function
+        (``F.dropout``) is not seen; those latents stay as they are.
 
     Attributes
     ----------
     outputs : dict of str to Tensor
         Latest latent of each layer, flattened to (batch, features), still on the
-        graph during training.
+        graph during training: what the training loss acts on.
+    clean : dict of str to Tensor
+        The same latents with a directly preceding dropout undone (with
+        ``undo_dropout``; otherwise the same tensors as :attr:`outputs`): what a
+        refresh clusters with ``lcc_latents="train"``.
 
     Examples
     --------
@@ -137,10 +149,15 @@ class LatentRecorder:
 
     """
 
-    def __init__(self, module: nn.Module, layers: list[str]):
+    def __init__(self, module: nn.Module, layers: list[str], *, undo_dropout: bool = False):
         self.module = module
         self.layers = layers
+        self.undo_dropout = undo_dropout
         self.outputs: dict[str, torch.Tensor] = {}
+        self.clean: dict[str, torch.Tensor] = {}
+        # id(output) -> (output, input) of each dropout run in training mode during the
+        # current forward pass (the output is kept so that its id stays its own).
+        self._dropped: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._handles: list = []
 
     def __enter__(self) -> LatentRecorder:
@@ -150,6 +167,7 @@ class LatentRecorder:
     def __exit__(self, *exc) -> None:
         self._detach()
         self.outputs.clear()
+        self.clean.clear()
 
     @contextlib.contextmanager
     def detached(self) -> Iterator[None]:
@@ -161,7 +179,13 @@ class LatentRecorder:
             self._attach()
 
     def _attach(self) -> None:
-        modules = dict(unwrap_parallel(self.module).named_modules())
+        root = unwrap_parallel(self.module)
+        modules = dict(root.named_modules())
+        if self.undo_dropout:
+            self._handles.append(root.register_forward_pre_hook(self._new_pass))
+            for module in modules.values():
+                if isinstance(module, nn.modules.dropout._DropoutNd):
+                    self._handles.append(module.register_forward_hook(self._keep_dropout))
         for layer in self.layers:
             name = layer.removesuffix(":input")
             if layer.endswith(":input"):
@@ -174,6 +198,14 @@ class LatentRecorder:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._dropped.clear()
+
+    def _new_pass(self, module, args) -> None:
+        self._dropped.clear()
+
+    def _keep_dropout(self, module, args, output) -> None:
+        if module.training and args and output is not args[0]:  # in place: nothing to keep
+            self._dropped[id(output)] = (output, args[0])
 
     def _store(self, layer: str, value) -> None:
         if isinstance(value, (tuple, list)):
@@ -183,7 +215,10 @@ class LatentRecorder:
                 f"latent layer {layer!r} produced {type(value).__name__}, not a tensor; "
                 "choose a module whose output (or input with ':input') is a tensor."
             )
-        self.outputs[layer] = value.flatten(1) if value.dim() > 1 else value.unsqueeze(1)
+        dropped = self._dropped.get(id(value))
+        clean = dropped[1] if dropped is not None and dropped[0] is value else value
+        self.outputs[layer] = _as_rows(value)
+        self.clean[layer] = self.outputs[layer] if clean is value else _as_rows(clean)
 
     def _keep_output(self, layer: str):
         def hook(module, args, output):
@@ -196,6 +231,11 @@ class LatentRecorder:
             self._store(layer, args)
 
         return hook
+
+
+def _as_rows(value: torch.Tensor) -> torch.Tensor:
+    """One row per sample: (batch, ...) flattened to (batch, features)."""
+    return value.flatten(1) if value.dim() > 1 else value.unsqueeze(1)
 
 
 def collect_latents(net, dataset, recorder: LatentRecorder) -> tuple[dict[str, np.ndarray],

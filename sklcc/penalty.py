@@ -168,6 +168,10 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
         """Latent modules to hook during training (names as in ``lcc_layers``)."""
         return []
 
+    def latent_recorder(self) -> LatentRecorder:
+        """Return the recorder that hooks :meth:`penalty_layers` for the fit (not entered)."""
+        return LatentRecorder(self.module_, self.penalty_layers())
+
     def penalty_term(self, y_true: torch.Tensor) -> torch.Tensor | None:
         """Return the term of the current training batch, or None for an exact zero.
 
@@ -289,7 +293,7 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
                 return self.fit_loop(X, y, epochs=epochs, **fit_params)
         state = self.fit_state_
         with threadpool_limits(limits=1, user_api="blas") as blas, \
-                LatentRecorder(self.module_, self.penalty_layers()) as recorder:
+                self.latent_recorder() as recorder:
             state.blas_threads = blas.get_original_num_threads().get("blas")
             state.recorder = recorder
             state.stop_epoch = len(self.history) + (self.max_epochs if epochs is None else epochs)

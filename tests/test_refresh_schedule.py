@@ -12,6 +12,7 @@ from skorch.callbacks import Callback
 from sklcc import LCCClassifier, callbacks
 from sklcc.diagnostics import SCHEDULE_KEYS, STAT_KEYS, history_key
 from sklcc.latent_buffer import LatentBuffer
+from sklcc.latents import LatentRecorder
 from sklcc.refresh import refresh_clusters
 from sklcc.refresh_worker import RefreshWorker
 
@@ -156,6 +157,52 @@ def test_train_latents_are_what_the_hooks_saw_in_training(digits):
           callbacks=[("spy", spy)]).fit(*digits)
     index, z = spy.last
     np.testing.assert_array_equal(spy.buffer.arrays()[0]["hidden"][index], z)
+
+
+def test_recorder_undoes_a_dropout_that_feeds_the_latent():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Dropout(0.5),
+                              torch.nn.Linear(6, 2))
+    x = torch.randn(32, 4)
+    before = net[:2](x)  # what the eval pass computes at the layers around the dropout
+    with LatentRecorder(net, ["3:input", "2", "1"], undo_dropout=True) as rec:
+        net.train()(x)
+        masked = rec.outputs["3:input"]
+        assert (masked == 0).any() and not torch.equal(masked, before)
+        for layer in ("3:input", "2", "1"):  # after, at and before the dropout
+            assert torch.equal(rec.clean[layer], before), layer
+        net.eval()(x)  # eval mode: nothing to undo
+        assert rec.clean["3:input"] is rec.outputs["3:input"]
+    with LatentRecorder(net, ["3:input"]) as rec:  # undo_dropout off: the latent as it is
+        net.train()(x)
+        assert rec.clean["3:input"] is rec.outputs["3:input"]
+    net[2].inplace = True  # an in-place dropout leaves no input to take
+    with LatentRecorder(net, ["3:input"], undo_dropout=True) as rec:
+        net.train()(x)
+        assert rec.clean["3:input"] is rec.outputs["3:input"]
+
+
+def test_train_latents_after_a_dropout_are_the_eval_pass_latents(digits):
+    # The default layer's pattern (the input of the last Linear, right after a dropout):
+    # with "train" the buffer keeps the dropout's input; with the weights held still
+    # (lr=0) that is what the eval pass computes, and the loss still sees the mask.
+    class Spy(Callback):
+        def on_batch_end(self, net, batch=None, training=False, **kwargs):
+            if training and net.fit_state_.latent_buffer is not None:
+                self.index = batch[2].numpy()
+                self.masked = net.fit_state_.recorder.outputs["out:input"].detach().numpy()
+                self.buffer = net.fit_state_.latent_buffer
+
+    spy = Spy()
+    net = small(module__dropout=0.5, lcc_layers=None, max_epochs=2, lr=0.0,
+                lcc_latents="train", callbacks=[("spy", spy)]).fit(*digits)
+    assert net.lcc_layers_ == ["out:input"]
+    X = torch.from_numpy(digits[0][spy.index])
+    with torch.no_grad():
+        expected = net.module_.eval().hidden(X).numpy()
+    kept = spy.buffer.arrays()[0]["out:input"][spy.index]
+    np.testing.assert_allclose(kept, expected, rtol=1e-6, atol=1e-6)
+    assert (spy.masked == 0).sum() > (kept == 0).sum()  # the loss's latents were masked
 
 
 # ---------------------------------------------------------------- overlap
