@@ -4,9 +4,9 @@ For each (N, d, k) the script builds the kNN graph of class-clustered Gaussian l
 (:func:`synthetic_latents`: 10 classes, unit-normal centres, spread 1) with
 :func:`sklcc.neighbors.knn_graph` once per engine, ``--repeats`` times (median
 seconds, search build included), and reports each approximate engine's recall: the
-fraction of the exact graph's edges it finds. ``--torch`` adds the exact search by
-torch's matrix products and ``topk`` (:func:`sklcc.neighbors.exact_neighbors`, the
-CPU brute force before faiss and the GPU refresh's search today) in the same run. It
+fraction of the exact graph's edges it finds. ``--torch`` adds, in the same run, the
+exact search by torch's matrix products and ``topk`` (:func:`sklcc.neighbors.exact_neighbors`:
+the CPU brute force before faiss, and still where faiss is not used and on a GPU). It
 also prints what ``knn_algorithm="auto"`` picks for the shape, so the rule in
 :func:`sklcc.neighbors.resolve_knn_algorithm` can be read against the measurements.
 
@@ -26,21 +26,22 @@ import os
 import platform
 import time
 from pathlib import Path
+from unittest import mock
 
 import faiss
 import numpy as np
 import torch
 
-from sklcc.neighbors import edges_from_neighbors, exact_neighbors, knn_graph, resolve_knn_algorithm
+from sklcc import neighbors
+from sklcc.neighbors import knn_graph, resolve_knn_algorithm
 
 ENGINES = ("kd_tree", "brute", "hnsw")
 
 
 def _graph(Z: np.ndarray, k: int, engine: str, seed: int) -> np.ndarray:
-    if engine == "torch":
-        Zt = torch.from_numpy(Z)
-        chunk = max(64, (1 << 24) // len(Z))  # 64 MB of distances, as sklcc used on the CPU
-        return edges_from_neighbors(exact_neighbors(Zt, Zt, k + 1, chunk_size=chunk), k)
+    if engine == "torch":  # sklcc's brute force where faiss is not used (macOS, Windows)
+        with mock.patch.object(neighbors, "_faiss", lambda: None):
+            return knn_graph(Z, k, knn_algorithm="brute")
     return knn_graph(Z, k, knn_algorithm=engine, random_state=seed)
 
 
