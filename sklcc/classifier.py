@@ -111,7 +111,7 @@ class LCCClassifier(LatentPenaltyClassifier):
         networkx), ``"networkit"``, ``"networkx"``, or another networkx dispatch
         backend (for example ``"cugraph"`` with nx-cugraph on a GPU machine). The
         engine that ran is recorded in history as ``lcc_louvain_backend``.
-    knn_algorithm : {"auto", "kd_tree", "brute", "hnsw"}, default="auto"
+    knn_algorithm : {"auto", "kd_tree", "brute", "hnsw", "ivf"}, default="auto"
         Neighbour search of the kNN graph and of the assignment to the subsample,
         named as in scikit-learn's ``NearestNeighbors``. ``"kd_tree"``: scipy's
         exact KD-tree, fast in few dimensions (logits). ``"brute"``: exact, by

@@ -60,7 +60,7 @@ def cluster_latents(
         Seed of the subsample, the index and Louvain.
     louvain_backend : str, optional
         Louvain engine (see :func:`~sklcc.communities.louvain_labels`).
-    knn_algorithm : {"auto", "kd_tree", "brute", "hnsw"}, default="auto"
+    knn_algorithm : {"auto", "kd_tree", "brute", "hnsw", "ivf"}, default="auto"
         Search engine of the graph and the assignment on the CPU
         (:class:`~sklcc.neighbors.NeighborSearch`); ``"auto"`` decides from the
         shape of the (projected) subsample and ``n_neighbors``.

@@ -23,7 +23,7 @@ TIMING_KEYS = ("latents_s", "graph_s", "communities_s", "assign_s", "index_s", "
 #: ``epoch``; 0 is the initial weights) and the fraction of samples from an eval pass.
 SCHEDULE_KEYS = ("latents_epoch", "latents_eval")
 #: What ran: the Louvain engine and the neighbour search engine (``"kd_tree"``,
-#: ``"brute"`` or ``"hnsw"``; several layers' engines joined by commas).
+#: ``"brute"``, ``"hnsw"`` or ``"ivf"``; several layers' engines joined by commas).
 ENGINE_KEYS = ("louvain_backend", "knn_algorithm")
 #: Every per-refresh key, as written to ``net.history`` (each prefixed ``lcc_``).
 REFRESH_KEYS = STAT_KEYS + TIMING_KEYS + SCHEDULE_KEYS + ENGINE_KEYS

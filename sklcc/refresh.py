@@ -98,7 +98,7 @@ def refresh_clusters(
         Principal components the clustering works in.
     louvain_backend : str, optional
         Louvain engine.
-    knn_algorithm : {"auto", "kd_tree", "brute", "hnsw"}, default="auto"
+    knn_algorithm : {"auto", "kd_tree", "brute", "hnsw", "ivf"}, default="auto"
         Neighbour search of the graph and the assignment on the CPU.
     cluster_device : str or torch.device, optional
         Device for the projection, the graph and the assignment (see

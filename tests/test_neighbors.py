@@ -62,6 +62,38 @@ def test_every_engine_builds_the_same_graph_where_it_is_exact(points):
     assert len(approx & {tuple(e) for e in truth.tolist()}) / len(truth) > 0.95
 
 
+def test_ivf_is_seeded_finds_most_neighbours_and_never_returns_minus_one():
+    # 3,000 rows: 76 k-means cells (39 rows each; 2 sqrt(n) would be 110), 16 searched.
+    rng = np.random.default_rng(5)
+    centers = rng.normal(0, 3, (10, 16))
+    Z = (centers[rng.integers(0, 10, 3000)] + rng.normal(size=(3000, 16))).astype(np.float32)
+    search = NeighborSearch(Z, "ivf", random_state=0)
+    assert search.algorithm_ == "ivf" and search._engine.nlist == 76
+    ids = search.query(Z, 6)
+    assert ids.dtype == np.int64 and ids.shape == (3000, 6)
+    exact = brute_force_neighbors(Z, Z, 6)
+    assert np.mean([np.isin(a, b).mean() for a, b in zip(ids, exact, strict=True)]) > 0.9
+    assert (ids[:, 0] == np.arange(3000)).mean() > 0.99  # each row finds itself first
+    # Same seed, same index and answers; at one thread as at two.
+    np.testing.assert_array_equal(NeighborSearch(Z, "ivf", random_state=0).query(Z, 6), ids)
+    np.testing.assert_array_equal(search.query(Z, 6, n_jobs=1), ids)
+    # Asked for more neighbours than its 16 searched cells hold (faiss pads with -1),
+    # every query is searched exactly instead.
+    np.testing.assert_array_equal(search.query(Z[:40], 2990),
+                                  brute_force_neighbors(Z, Z[:40], 2990))
+
+
+def test_ivf_graph_is_close_to_the_exact_one_and_needs_faiss(points, monkeypatch):
+    import sklcc.neighbors as neighbors
+
+    Z, _ = points  # 400 rows: 10 cells, all of them searched, so the graph is exact
+    np.testing.assert_array_equal(knn_graph(Z, 8, knn_algorithm="ivf"),
+                                  knn_graph(Z, 8, knn_algorithm="brute"))
+    monkeypatch.setattr(neighbors, "_faiss", lambda: None)
+    with pytest.raises(ValueError, match="'ivf' needs faiss.*use knn_algorithm='hnsw'"):
+        NeighborSearch(Z, "ivf")
+
+
 def test_auto_follows_the_measured_rule(monkeypatch):
     # With faiss (Linux): brute force up to 50,000 x 50,000 distances, at any width and k.
     import sklcc.neighbors as neighbors
