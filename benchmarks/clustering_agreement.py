@@ -8,8 +8,9 @@ in eval mode, and clusters them as a refresh does:
 - ``full``: the kNN graph and networkx Louvain over every sample, unprojected, with
   two seeds. How much these two agree is the yardstick: Louvain itself is not
   stable on real latents.
-- the subsampled clusterings (``--cluster-sample-sizes``) with and without the PCA
-  projection (``--cluster-n-components``), each with the same two seeds: the
+- the subsampled clusterings (``--cluster-sample-sizes``; 0 for every sample) with and
+  without the PCA projection (``--cluster-n-components``), each with the same two
+  seeds and each neighbour search engine of ``--knn-algorithms``: the
   :class:`sklcc.LCCClassifier` parameters of the same names.
 
 For each it reports the time, the number of clusters, the misclustered fraction,
@@ -36,6 +37,7 @@ from lccbench.data import prepare_data
 from lccbench.methods import make_estimator
 from sklcc.clustering import cluster_latents
 from sklcc.matching import correctly_clustered, match_clusters
+from sklcc.neighbors import KNN_ALGORITHMS
 
 
 def misclustered(labels: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -67,22 +69,27 @@ def run(args: argparse.Namespace) -> dict:
     y = np.asarray(data["y_train"], dtype=np.int64)
     n_classes = data["n_classes"]
 
-    configs = [("full", None, None)]
-    configs += [(f"sample={m} pca={c or 'none'}", m, c or None)
-                for m in args.cluster_sample_sizes for c in args.cluster_n_components]
+    configs = [("full", None, None, "auto")]
+    configs += [(f"sample={m or 'all'} pca={c or 'none'}"
+                 + ("" if engine == "auto" else f" knn={engine}"), m or None, c or None, engine)
+                for m in args.cluster_sample_sizes for c in args.cluster_n_components
+                for engine in args.knn_algorithms]
     rows, reference = [], None
-    for name, sample_size, n_components in configs:
+    for name, sample_size, n_components, engine in configs:
         for seed in args.seeds:
+            timings = {}
             start = time.perf_counter()
             labels, q = cluster_latents(Z, n_neighbors=args.n_neighbors,
                                         cluster_sample_size=sample_size,
-                                        cluster_n_components=n_components, random_state=seed)
+                                        cluster_n_components=n_components, random_state=seed,
+                                        knn_algorithm=engine, timings=timings)
             seconds = time.perf_counter() - start
             flags = misclustered(labels, y, n_classes)
             if reference is None:
                 reference = (labels, flags)
             rows.append({
                 "config": name, "seed": seed, "seconds": seconds,
+                "knn_algorithm": timings["knn_algorithm"],
                 "n_clusters": int(labels.max() + 1), "modularity": q,
                 "misclustered": float(flags.mean()),
                 "ari_vs_full": float(adjusted_rand_score(reference[0], labels)),
@@ -97,10 +104,11 @@ def to_markdown(report: dict) -> str:
     """Table of the rows, the first full clustering as reference."""
     lines = [f"{report['n_train']:,} training latents of dimension {report['latent_dim']}; "
              "reference: the full clustering with the first seed.", "",
-             "| clustering | seed | seconds | clusters | misclustered | ARI vs full | "
-             "flags agreeing with full |", "|---|---|---|---|---|---|---|"]
+             "| clustering | seed | search | seconds | clusters | misclustered | ARI vs full | "
+             "flags agreeing with full |", "|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
-        lines.append(f"| {r['config']} | {r['seed']} | {r['seconds']:.2f} | {r['n_clusters']} | "
+        lines.append(f"| {r['config']} | {r['seed']} | {r['knn_algorithm']} | "
+                     f"{r['seconds']:.2f} | {r['n_clusters']} | "
                      f"{r['misclustered']:.3f} | {r['ari_vs_full']:.3f} | "
                      f"{r['flag_agreement_vs_full']:.3f} |")
     return "\n".join(lines) + "\n"
@@ -118,9 +126,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-neighbors", type=int,
                         default=inspect.signature(cluster_latents).parameters["n_neighbors"].default)
     parser.add_argument("--cluster-sample-sizes", type=int, nargs="+",
-                        default=[10_000, 5000, 3000], help="subsample sizes to compare")
+                        default=[10_000, 5000, 3000],
+                        help="subsample sizes to compare (0: every sample)")
     parser.add_argument("--cluster-n-components", type=int, nargs="+", default=[0, 64],
                         help="PCA components to compare (0: no projection)")
+    parser.add_argument("--knn-algorithms", nargs="+", default=["auto"],
+                        choices=list(KNN_ALGORITHMS),
+                        help="neighbour search engines to compare (the reference uses 'auto')")
     parser.add_argument("--out", type=Path, default=Path("bench-out/agreement"))
     args = parser.parse_args(argv)
     report = run(args)

@@ -1,10 +1,11 @@
-"""Neighbour search engines for the kNN graph: hnswlib, scipy's KD-tree, faiss's brute force.
+"""Neighbour search engines for the kNN graph: hnswlib, scipy's KD-tree, faiss (brute force, IVF).
 
 For each (N, d, k) the script builds the kNN graph of class-clustered Gaussian latents
 (:func:`synthetic_latents`: 10 classes, unit-normal centres, spread 1) with
 :func:`sklcc.neighbors.knn_graph` once per engine, ``--repeats`` times (median
-seconds, search build included), and reports each approximate engine's recall: the
-fraction of the exact graph's edges it finds. ``--torch`` adds, in the same run, the
+seconds, search build included), and reports each approximate engine's recall
+(hnswlib's and faiss's inverted-file index, ``"ivf"``): the fraction of the exact graph's
+edges it finds. ``--engines`` picks the engines. ``--torch`` adds, in the same run, the
 exact search by torch's matrix products and ``topk`` (:func:`sklcc.neighbors.exact_neighbors`:
 the CPU brute force before faiss, and still where faiss is not used and on a GPU). It
 also prints what ``knn_algorithm="auto"`` picks for the shape, so the rule in
@@ -35,7 +36,8 @@ import torch
 from sklcc import neighbors
 from sklcc.neighbors import knn_graph, resolve_knn_algorithm
 
-ENGINES = ("kd_tree", "brute", "hnsw")
+ENGINES = ("kd_tree", "brute", "hnsw", "ivf")
+APPROXIMATE = ("hnsw", "ivf")
 
 
 def _graph(Z: np.ndarray, k: int, engine: str, seed: int) -> np.ndarray:
@@ -73,7 +75,7 @@ def measure(n: int, d: int, k: int, repeats: int, kd_tree_max_features: int,
             edges = _graph(Z, k, engine, i)
             times.append(time.perf_counter() - start)
         cell = {"seconds": float(np.median(times)), "edges": len(edges)}
-        if engine != "hnsw":
+        if engine not in APPROXIMATE:
             exact = edges if exact is None else exact
         elif exact is not None:
             found = np.intersect1d(edges[:, 0] * n + edges[:, 1], exact[:, 0] * n + exact[:, 1])
@@ -87,19 +89,20 @@ def measure(n: int, d: int, k: int, repeats: int, kd_tree_max_features: int,
 def _markdown(rows: list[dict], meta: dict) -> str:
     lines = [f"# Neighbour search engines ({meta['machine']}, {meta['threads']} torch threads, "
              f"faiss {meta['faiss']})", "", f"`{meta['command']}`", "",
-             "| N | d | k | kd_tree s | brute s | hnsw s | hnsw recall | fastest | auto "
-             "| torch brute s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| N | d | k | kd_tree s | brute s | hnsw s | hnsw recall | ivf s | ivf recall "
+             "| fastest | auto | torch brute s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(r, e, key="seconds"):
         c = r.get(e, {})
         return "—" if key not in c else f"{c[key]:.2f}" if key == "seconds" else f"{c[key]:.3f}"
 
     for r in rows:
-        timed = {e: r[e]["seconds"] for e in ENGINES if "seconds" in r[e]}
+        timed = {e: r[e]["seconds"] for e in ENGINES if "seconds" in r.get(e, {})}
         fastest = min(timed, key=timed.get)
         lines.append(f"| {r['n']:,} | {r['d']} | {r['k']} | {cell(r, 'kd_tree')} | "
                      f"{cell(r, 'brute')} | {cell(r, 'hnsw')} | {cell(r, 'hnsw', 'recall')} | "
+                     f"{cell(r, 'ivf')} | {cell(r, 'ivf', 'recall')} | "
                      f"{fastest} | {r['auto']} | {cell(r, 'torch')} |")
     return "\n".join(lines) + "\n"
 
@@ -113,11 +116,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--kd-tree-max-features", type=int, default=64)
     p.add_argument("--hnsw-max-work", type=int, default=2_500_000)
+    p.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES),
+                   help="engines to time (the recall needs an exact one: kd_tree or brute)")
     p.add_argument("--torch", action="store_true",
                    help="also time the exact search by torch's matrix products and topk")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    engines = ENGINES + (("torch",) if args.torch else ())
+    engines = tuple(e for e in ENGINES if e in args.engines) + (("torch",) if args.torch else ())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"command": "python benchmarks/knn_engines.py " + " ".join(argv or []),

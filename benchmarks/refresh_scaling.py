@@ -217,6 +217,7 @@ def to_markdown(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> None:
+    from sklcc.neighbors import KNN_ALGORITHMS
     from sklcc.refresh import refresh_clusters
 
     defaults = {k: p.default for k, p in inspect.signature(refresh_clusters).parameters.items()}
@@ -238,7 +239,7 @@ def main(argv=None) -> None:
                         help="Louvain engines to time side by side ('default' = the "
                              "estimator's default engine)")
     parser.add_argument("--knn-algorithms", nargs="+", default=[defaults["knn_algorithm"]],
-                        choices=["auto", "kd_tree", "brute", "hnsw"],
+                        choices=list(KNN_ALGORITHMS),
                         help="neighbour search engines to time side by side")
     parser.add_argument("--skip-reference", action="store_true",
                         help="do not time the exact reference approach")

@@ -239,18 +239,19 @@ def test_published_preset_sets_the_recipe_and_the_grid():
 
 def test_grid_cells_build_the_published_lcc():
     cfg = _config("--preset", "published", "--finetune", "head", "--hidden", "16",
-                  "--methods", "ce", "lcc", "--knn-algorithm", "brute")
+                  "--methods", "ce", "lcc", "--knn-algorithm", "hnsw")
     data = {"n_classes": 3, "in_features": 5}
     net = make_estimator("lcc@w=0.0001,k=50,layer=logits", cfg, data, seed=1)
     assert (net.lcc_weight, net.n_neighbors, net.lcc_layers) == (1e-4, 50, ["head.out"])
     assert net.lcc_target == "knn-mean" and net.lcc_target_k is None  # k shared
     assert net.cluster_sample_size is None and net.n_representatives is None
+    # the published exact graph, whatever --knn-algorithm says (it sets today's defaults)
     assert net.cluster_n_components is None and net.knn_algorithm == "brute"
     # beside the cells, lcc is today's defaults: the 5b comparison in one recipe
     plain = make_estimator("lcc", cfg, data, seed=1)
     assert (plain.lcc_target, plain.n_representatives, plain.n_neighbors) == ("nearest", 32, 10)
     assert (plain.cluster_sample_size, plain.cluster_n_components) == (5000, 64)
-    assert plain.lcc_layers == [HIDDEN_LAYER] and plain.knn_algorithm == "brute"
+    assert plain.lcc_layers == [HIDDEN_LAYER] and plain.knn_algorithm == "hnsw"
     assert make_estimator("lcc@w=0.01,k=5,layer=last-stage", cfg, data, seed=1).lcc_layers == [
         HIDDEN_LAYER]  # no backbone block trains in the head regime
     assert type(net.optimizer) is type and net.optimizer.__name__ == "SGD"
@@ -382,16 +383,20 @@ def test_clustering_agreement_on_digits(tmp_path):
     env = {**os.environ, "SKLCC_CACHE": str(tmp_path / "cache"), "MPLBACKEND": "Agg"}
     proc = subprocess.run(
         [sys.executable, str(BENCH / "clustering_agreement.py"), "--dataset", "digits",
-         "--epochs", "2", "--cluster-sample-sizes", "400", "--cluster-n-components", "0", "16",
-         "--seeds", "1", "2", "--out", str(out)],
+         "--epochs", "2", "--cluster-sample-sizes", "400", "0", "--cluster-n-components", "0",
+         "16", "--knn-algorithms", "auto", "ivf", "--seeds", "1", "2", "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=300, cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads((out / "clustering_agreement.json").read_text())
     rows = report["rows"]
+    configs = [f"sample={m} pca={c}{e}" for m in (400, "all") for c in ("none", 16)
+               for e in ("", " knn=ivf")]
     assert [(r["config"], r["seed"]) for r in rows] == [
-        (c, s) for c in ("full", "sample=400 pca=none", "sample=400 pca=16") for s in (1, 2)
+        (c, s) for c in ["full", *configs] for s in (1, 2)
     ]
+    assert {r["knn_algorithm"] for r in rows if r["config"].endswith("ivf")} == {"ivf"}
+    assert {r["knn_algorithm"] for r in rows if not r["config"].endswith("ivf")} != {"ivf"}
     # the reference is the first full clustering: it agrees with itself exactly
     assert rows[0]["ari_vs_full"] == 1.0 and rows[0]["flag_agreement_vs_full"] == 1.0
     for r in rows:
@@ -399,3 +404,19 @@ def test_clustering_agreement_on_digits(tmp_path):
         assert 0.0 <= r["misclustered"] <= 1.0 and r["n_clusters"] >= 1
     assert report["n_train"] > 400  # the subsample is a real subsample
     assert "| full | 1 |" in (out / "clustering_agreement.md").read_text()
+
+
+def test_knn_engines_reports_times_and_recall(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "knn_engines.py"), "--n", "600", "--d", "8", "--k", "5",
+         "--engines", "brute", "hnsw", "ivf", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (row,) = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert "kd_tree" not in row and row["auto"] == "brute"
+    assert row["brute"]["seconds"] > 0 and "recall" not in row["brute"]
+    # 600 rows make 15 IVF cells, all of them searched: its graph is the exact one.
+    assert row["ivf"]["recall"] == 1.0 and row["ivf"]["edges"] == row["brute"]["edges"]
+    assert 0.9 < row["hnsw"]["recall"] <= 1.0
+    assert "| 600 | 8 | 5 |" in (tmp_path / "results.md").read_text()

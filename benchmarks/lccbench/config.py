@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from sklcc import CenterLossClassifier, LCCClassifier
+from sklcc.neighbors import KNN_ALGORITHMS
 
 from .models import PLACEMENTS, parse_finetune
 
@@ -195,7 +196,7 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
     g.add_argument("--grid-k", type=int, nargs="*", default=[])
     g.add_argument("--grid-layers", nargs="*", default=[],
                    help="placements: logits, last-stage")
-    g.add_argument("--knn-algorithm", choices=["auto", "kd_tree", "brute", "hnsw"],
+    g.add_argument("--knn-algorithm", choices=list(KNN_ALGORITHMS),
                    default=_default(LCCClassifier, "knn_algorithm"),
                    help="neighbour search of the kNN graph (every LCC method)")
     g.add_argument("--cluster-sample-size", type=int,

@@ -34,10 +34,11 @@ from .data import DATA_SEED
 from .models import HIDDEN_LAYER, FineTuneNet, placement_layer
 
 #: The LCC options of every published grid cell: the exact knn-mean target over every
-#: correctly clustered sample, the graph on the whole training split in the full latent
-#: space.
+#: correctly clustered sample, the exact graph (faiss's brute force, as published) on the
+#: whole training split in the full latent space.
 PUBLISHED_LCC = {"lcc_target": "knn-mean", "lcc_target_k": None, "n_representatives": None,
-                 "cluster_sample_size": None, "cluster_n_components": None}
+                 "cluster_sample_size": None, "cluster_n_components": None,
+                 "knn_algorithm": "brute"}
 
 __all__ = ["make_estimator", "tune"]
 
@@ -97,7 +98,8 @@ def make_estimator(method: str, cfg: dict[str, Any], data: dict[str, Any], seed:
     lcc_options = {"lcc_target": cfg.get("lcc_target", "nearest"), "lcc_target_k": None,
                    "n_representatives": cfg["n_representatives"],
                    "cluster_sample_size": cfg["cluster_sample_size"],
-                   "cluster_n_components": cfg["cluster_n_components"]}
+                   "cluster_n_components": cfg["cluster_n_components"],
+                   "knn_algorithm": cfg.get("knn_algorithm", "auto")}
     if method.startswith(SWEEP_PREFIX):
         base, louvain_resolution = "lcc", float(method.removeprefix(SWEEP_PREFIX))
     elif method.startswith(GRID_PREFIX):
@@ -113,8 +115,7 @@ def make_estimator(method: str, cfg: dict[str, Any], data: dict[str, Any], seed:
         net = LCCClassifier(
             lcc_layers=[layer], lcc_weight=weight, n_neighbors=k,
             louvain_resolution=louvain_resolution, lcc_warmup=cfg["lcc_warmup"],
-            lcc_interval=cfg["lcc_interval"],
-            knn_algorithm=cfg.get("knn_algorithm", "auto"), **lcc_options, **common,
+            lcc_interval=cfg["lcc_interval"], **lcc_options, **common,
         )
     else:
         raise ValueError(f"unknown method {method!r}; expected one of {BASE_METHODS}, "
