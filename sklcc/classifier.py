@@ -117,6 +117,10 @@ class LCCClassifier(LatentPenaltyClassifier):
         exact KD-tree, fast in few dimensions (logits). ``"brute"``: exact, by
         faiss's brute force (BLAS products, a heap per query). ``"hnsw"``: an
         approximate hnswlib index, built on one thread so a seed reproduces it.
+        ``"ivf"``: an approximate faiss inverted-file index (seeded k-means cells,
+        each query compared with the rows of its 16 nearest cells; Linux only), the
+        fast full clustering with ``cluster_sample_size=None`` (never chosen by
+        ``"auto"``).
         ``"auto"`` takes brute force up to 50,000 x 50,000 distances (a full
         clustering of 50,000 samples, or the default subsample of 5,000 and the
         assignment of up to 500,000 samples to it) and for ``n_neighbors >= 100``,

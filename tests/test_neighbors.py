@@ -159,12 +159,13 @@ def _module():
     return torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
 
 
-def test_classifier_checks_and_records_the_engine():
+@pytest.mark.parametrize("algorithm", ["kd_tree", "ivf"])
+def test_classifier_checks_and_records_the_engine(algorithm):
     X, y = load_digits(return_X_y=True)
     X = (X[:300] / 16).astype(np.float32)
     net = LCCClassifier(_module, lcc_layers="2", max_epochs=2, batch_size=64, train_split=None,
-                        criterion=torch.nn.CrossEntropyLoss, knn_algorithm="kd_tree",
-                        random_state=0, verbose=0).fit(X, y[:300])
-    assert net.history[-1, history_key("knn_algorithm")] == "kd_tree"
+                        criterion=torch.nn.CrossEntropyLoss, knn_algorithm=algorithm,
+                        cluster_sample_size=None, random_state=0, verbose=0).fit(X, y[:300])
+    assert net.history[-1, history_key("knn_algorithm")] == algorithm
     with pytest.raises(ValueError, match="knn_algorithm"):
         net.set_params(knn_algorithm="faiss").fit(X, y[:300])
