@@ -5,7 +5,7 @@ image embeddings (the ``head`` regime of ``benchmarks/cifar100.py``, same data
 preparation and recipe), takes the hidden-layer latents of every training sample
 in eval mode, and clusters them as a refresh does:
 
-- ``full``: the kNN graph and networkx Louvain over every sample, unprojected, with
+- ``full``: the kNN graph and Louvain (the default engines) over every sample, unprojected, with
   two seeds. How much these two agree is the yardstick: Louvain itself is not
   stable on real latents.
 - the subsampled clusterings (``--cluster-sample-sizes``; 0 for every sample) with and

@@ -5,7 +5,7 @@ samples (Euclidean distance) and the graph is made undirected by taking the unio
 of both directions. Only an edge list is ever materialised, so memory is linear in
 the number of samples.
 
-Three search engines (``knn_algorithm``, named as in scikit-learn's
+Four search engines (``knn_algorithm``, named as in scikit-learn's
 ``NearestNeighbors``), wrapped by :class:`NeighborSearch`:
 
 - ``"kd_tree"``: scipy's exact KD-tree, on all cores; fast in few dimensions (logits).
