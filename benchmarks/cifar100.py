@@ -12,14 +12,19 @@ split and the clustering diagnostics at each refresh. Methods (``--methods``):
 - ``lcc-tuned`` / ``ce-tuned``: the same, with hyper-parameters chosen by
   :class:`sklcc.tuning.LCCSearchCV` on a validation split carved from the training data
   (never the test set), the same number of trials for both;
+- ``ce+ls`` / ``lcc+ls``: ``ce`` and ``lcc`` with label-smoothed cross-entropy
+  (``--label-smoothing``, 0.1), the control arm of the pre-registered confirmation;
 - ``lcc@louvain_resolution=R`` (``--louvain-resolution-sweep R ...``): ``lcc`` with
   Louvain resolution ``R``;
 - ``lcc@w=W,k=K,layer=L`` (``--grid-weights``, ``--grid-k``, ``--grid-layers``): one
   cell of the published grid (weight, one k for graph and target, placement ``logits``
   or ``last-stage``).
 
-Every finished run is written to ``<out>/runs/`` at once; the same command resumes a
-killed benchmark where it stopped.
+Every finished run is written to ``<out>/runs/`` at once, with its provenance (commit,
+clean tree or not, library versions, the kNN and Louvain engines that ran, the machine's
+load); the same command resumes a killed benchmark where it stopped. The report refuses
+to pool runs of one method whose configuration or engines differ
+(``--allow-mixed-runs`` reports them with the list of differences).
 
 Within a seed every method starts from the same initial weights and sees the same
 batches (every estimator is seeded with ``random_state=seed``), so ``ce`` and ``lcc``
@@ -61,13 +66,14 @@ from lccbench.data import prepare_data, stratified_subset
 from lccbench.measure import PeakMemory, machine_info
 from lccbench.methods import make_estimator, tune
 from lccbench.models import EpochProgress, TestAccuracy
+from lccbench.provenance import CpuShare, check_poolable, commits_of, run_provenance
 from lccbench.report import (
     jsonable,
     plot_accuracy_curves,
     plot_refresh_diagnostics,
     render_markdown,
 )
-from lccbench.stats import summarize, topk_accuracy
+from lccbench.stats import summarize, topk_accuracy, verdict
 from sklcc import CenterLossClassifier, LCCClassifier
 from sklcc.diagnostics import REFRESH_KEYS, history_key, term_key
 
@@ -97,13 +103,14 @@ def fit_one(method: str, seed: int, cfg: dict[str, Any], data: dict[str, Any],
     -------
     dict
         Test top-1 / top-5, fit time (without the per-epoch test evaluation), peak
-        memory, the per-epoch history and one row per LCC refresh.
+        memory, the per-epoch history, one row per LCC refresh and the run's
+        provenance (:func:`lccbench.provenance.run_provenance`).
 
     """
     callbacks = [("test_acc", TestAccuracy(data["X_test"], data["y_test"])),
                  ("progress", EpochProgress(desc=f"{method} seed {seed}"))]
     net = make_estimator(method, cfg, data, seed, params=params, extra_callbacks=callbacks)
-    with PeakMemory(cfg["device"]) as memory:
+    with CpuShare() as cpu, PeakMemory(cfg["device"]) as memory:
         start = time.perf_counter()
         net.fit(data["X_train"], data["y_train"])
         fit_total = time.perf_counter() - start
@@ -128,6 +135,7 @@ def fit_one(method: str, seed: int, cfg: dict[str, Any], data: dict[str, Any],
         "rss_increase_mb": memory.peak_rss_mb - memory.start_rss_mb,
         "cuda_peak_mb": memory.cuda_peak_mb,
         "history": per_epoch, "refreshes": refreshes,
+        "provenance": run_provenance(net, refreshes, cpu),
     }
 
 
@@ -185,7 +193,10 @@ class RunStore:
 
     # Options that only choose which runs to do (or how to print them), not how a run goes.
     _FREE = ("methods", "seeds", "command", "out", "threads", "preset", "grid_weights",
-             "grid_k", "grid_layers", "louvain_resolution_sweep")
+             "grid_k", "grid_layers", "louvain_resolution_sweep", "allow_mixed_runs",
+             "min_effect")
+    # Options added after stores were written, with the value they implicitly had.
+    _ADDED = {"label_smoothing": 0.1, "louvain_backend": None}
 
     def __init__(self, out: Path, cfg: dict[str, Any]):
         self.folder = out / "runs"
@@ -194,6 +205,7 @@ class RunStore:
         path = self.folder / "recipe.json"
         if path.is_file():
             old = json.loads(path.read_text())
+            old = {**{k: v for k, v in self._ADDED.items() if k in recipe}, **old}
             changed = sorted(k for k in set(old) | set(recipe) if old.get(k) != recipe.get(k))
             if changed:
                 raise SystemExit(
@@ -204,7 +216,7 @@ class RunStore:
             path.write_text(json.dumps(recipe, indent=1))
 
     def _path(self, method: str, seed: int) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-_.=," else "_" for c in method)
+        safe = "".join(c if c.isalnum() or c in "-_.=,+" else "_" for c in method)
         return self.folder / f"{safe}__seed{seed}.json"
 
     def has(self, method: str, seed: int) -> bool:
@@ -280,11 +292,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                        f"({run['epoch_s']:.2f} s/epoch)  peak RSS {run['peak_rss_mb']:.0f} MB")
             bar.update(1)
 
+    try:
+        mixed = check_poolable(runs, allow_mixed=cfg["allow_mixed_runs"])
+    except ValueError as err:
+        raise SystemExit(f"{err}") from err
     confidence = 0.95
     results = {"config": cfg, "machine": machine, "data": info, "methods": cfg["methods"],
                "prepare_s": data["prepare_s"], "confidence": confidence, "runs": runs,
                **summarize(runs, cfg["methods"], confidence), "tuning": tuning,
+               "commits": commits_of(runs), "mixed_runs": mixed,
                "plots": ["accuracy_per_epoch.png"]}
+    primary = next((p for p in results["paired"]
+                    if (p["method"], p["baseline"]) == ("lcc", "ce")), None)
+    if cfg["min_effect"] is not None and primary is not None:
+        results["verdict"] = {"min_effect_points": cfg["min_effect"],
+                              "verdict": verdict(primary["top1"], cfg["min_effect"] / 100)}
     plot_accuracy_curves(runs, cfg["methods"], out / "accuracy_per_epoch.png")
     if results["refresh_stats"]:
         plot_refresh_diagnostics(results["refresh_stats"], out / "misclustered_per_refresh.png",

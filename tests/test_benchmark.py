@@ -133,7 +133,7 @@ def test_summarize_and_markdown_with_one_seed(tmp_path):
     })
     json.dumps(results, allow_nan=False)  # NaN became null
     md = report.render_markdown(results)
-    assert "| lcc vs ce | top1 | 1 | 2.00 | [n/a, n/a] | n/a | 1/0/0 | 2.00 |" in md
+    assert "| lcc vs ce | top1 | 1 | 2.00 | [n/a, n/a] | n/a | n/a | 1/0/0 | 2.00 |" in md
     assert "Skipped: no tuning here" in md
     assert "| method | refreshes | latents | graph | communities | assign | index | total |" in md
     assert "| epoch | clusters | misclustered | uncovered classes | largest cluster |" in md
@@ -420,3 +420,168 @@ def test_knn_engines_reports_times_and_recall(tmp_path):
     assert row["ivf"]["recall"] == 1.0 and row["ivf"]["edges"] == row["brute"]["edges"]
     assert 0.9 < row["hnsw"]["recall"] <= 1.0
     assert "| 600 | 8 | 5 |" in (tmp_path / "results.md").read_text()
+
+
+# --------------------------------------------------------------------------- the confirmation
+
+
+def test_wilcoxon_known_answers():
+    # ten positive differences: the exact two-sided p is 2 / 2**10
+    s = stats.paired_summary(np.arange(1, 11) + 5.0, np.full(10, 5.0))
+    assert s.wilcoxon_p == pytest.approx(2 / 1024)
+    # signs balanced around zero: far from significant
+    s = stats.paired_summary([1.0, -1.0, 2.0, -2.0, 3.0, -3.0], [0.0] * 6)
+    assert s.wilcoxon_p == pytest.approx(1.0) and s.mean_diff == 0
+    assert math.isnan(stats.paired_summary([1.0, 2.0], [1.0, 2.0]).wilcoxon_p)
+
+
+def test_preregistered_verdict_rule():
+    rule = stats.verdict
+    assert rule({"ci_low": 0.0001, "ci_high": 0.011}, 0.003) == "confirmed"
+    assert rule({"ci_low": 0.0001, "ci_high": 0.0029}, 0.003) == "confirmed, below min_effect"
+    assert rule({"ci_low": -0.001, "ci_high": 0.0029}, 0.003) == "refuted"
+    assert rule({"ci_low": -0.001, "ci_high": 0.003}, 0.003) == "inconclusive"
+    assert rule({"ci_low": -0.01, "ci_high": -0.0001}, 0.003) == "refuted (harm)"
+    assert rule({"ci_low": None, "ci_high": None}, 0.003) == "undefined"
+    assert rule(stats.paired_summary([0.81, 0.82], [0.80, 0.80]), 0.003) in (
+        "confirmed", "inconclusive")
+
+
+def test_control_arms_are_paired_and_additivity_is_per_seed():
+    runs = []
+    for s in range(3):
+        base = 0.70 + s / 100
+        runs += [_fake_run("ce", s, base, 0.9, 10.0), _fake_run("lcc", s, base + 0.01, 0.9, 12.0),
+                 _fake_run("ce+ls", s, base + 0.004, 0.9, 10.0),
+                 _fake_run("lcc+ls", s, base + 0.004 + 0.002 * s, 0.9, 12.0)]
+    methods = ["ce", "lcc", "ce+ls", "lcc+ls"]
+    out = stats.summarize(runs, methods)
+    pairs = {(p["method"], p["baseline"]): p for p in out["paired"]}
+    assert set(pairs) == set(stats.comparison_pairs(methods))
+    assert pairs["lcc", "ce+ls"]["top1"]["mean_diff"] == pytest.approx(0.006)
+    # LCC's gain with smoothing (0, 0.002, 0.004) minus without (0.01 each seed)
+    add = out["additivity"]["top1"]
+    assert add["diffs"] == pytest.approx([-0.01, -0.008, -0.006])
+    assert stats.summarize(runs[:2], ["ce", "lcc"])["additivity"] is None
+
+
+def test_label_smoothing_arms_differ_from_their_base_by_the_criterion_only():
+    cfg = _config("--methods", "ce", "lcc", "ce+ls", "lcc+ls", "--hidden", "16",
+                  "--knn-algorithm", "brute", "--louvain-backend", "networkx")
+    data = {"n_classes": 3, "in_features": 5}
+    nets = {m: make_estimator(m, cfg, data, seed=2) for m in cfg["methods"]}
+    assert "criterion__label_smoothing" not in nets["ce"].get_params()
+    for plain, smoothed in (("ce", "ce+ls"), ("lcc", "lcc+ls")):
+        a, b = nets[plain].get_params(deep=False), nets[smoothed].get_params(deep=False)
+        assert b.pop("criterion__label_smoothing") == 0.1
+        assert type(nets[plain]) is type(nets[smoothed])
+        assert {k for k in a if k not in ("callbacks", "_params_to_validate")
+                and repr(a[k]) != repr(b[k])} == set()
+    assert (nets["lcc"].knn_algorithm, nets["lcc"].louvain_backend) == ("brute", "networkx")
+    assert _config("--label-smoothing", "0.2")["label_smoothing"] == 0.2
+    with pytest.raises(SystemExit):
+        _config("--label-smoothing", "1")
+
+
+def test_label_smoothing_changes_the_loss(digits_head):
+    X, y, data = digits_head
+    cfg = _config("--epochs", "1", "--hidden", "16", "--batch-size", "128", "--methods", "ce",
+                  "ce+ls")
+    ce = make_estimator("ce", cfg, data, seed=0).fit(X, y)
+    ls = make_estimator("ce+ls", cfg, data, seed=0).fit(X, y)
+    assert ls.criterion_.label_smoothing == 0.1 and ce.criterion_.label_smoothing == 0.0
+    assert ls.history[0, "train_loss"] != ce.history[0, "train_loss"]
+
+
+def test_check_poolable_names_the_runs_that_differ():
+    from lccbench.provenance import check_poolable, commits_of
+
+    def run(seed, knn, weight="0.1", commit="abc"):
+        return {"method": "lcc", "seed": seed, "refreshes": [],
+                "provenance": {"git_commit": commit, "git_dirty": False,
+                               "method_config": {"class": "L", "lcc_weight": weight},
+                               "engines": {"knn_algorithm": [knn]}}}
+
+    same = [run(0, "brute"), run(1, "brute", commit="def")]
+    assert check_poolable(same) == []
+    assert commits_of(same) == {"abc": ["lcc seed 0"], "def": ["lcc seed 1"]}
+    mixed = [run(0, "brute"), run(1, "hnsw"), run(2, "brute", weight="0.03")]
+    expected = r"seed 1: lcc_weight=0.1, knn_algorithm=\['hnsw'\]"
+    with pytest.raises(ValueError, match=expected) as err:
+        check_poolable(mixed)
+    assert "--allow-mixed-runs" in str(err.value) and "seed 2: lcc_weight=0.03" in str(err.value)
+    (line,) = check_poolable(mixed, allow_mixed=True)
+    assert line.startswith("lcc: seed 0: ")
+    # older run files: no configuration recorded, engines read from the refreshes
+    old = [{"method": "lcc", "seed": s, "refreshes": [{"lcc_knn_algorithm": k}]}
+           for s, k in ((0, "brute"), (1, "hnsw"))]
+    with pytest.raises(ValueError, match="seed 1: knn_algorithm"):
+        check_poolable(old)
+
+
+def test_cpu_share_sees_another_process():
+    from lccbench.provenance import CpuShare
+
+    if not Path("/proc/stat").exists():
+        pytest.skip("needs /proc/stat")
+    with CpuShare() as quiet:
+        sum(range(2_000_000))
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        with CpuShare() as loaded:
+            import time
+            time.sleep(1.0)
+    finally:
+        busy.kill()
+    assert loaded.other_share > 0.2 * (1 / max(1, os.cpu_count() or 1)) * 2
+    assert quiet.load_average_start is not None
+
+
+@pytest.mark.slow
+def test_confirmation_arms_run_record_provenance_and_refuse_mixed_runs(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "SKLCC_CACHE": str(tmp_path / "cache"), "MPLBACKEND": "Agg"}
+    cmd = [sys.executable, str(BENCH / "cifar100.py"), "--dataset", "digits", "--quick",
+           "--methods", "ce", "lcc", "ce+ls", "lcc+ls", "--epochs", "2", "--seeds", "0", "1",
+           "--train-subset", "600", "--test-subset", "300", "--knn-algorithm", "brute",
+           "--louvain-backend", "networkx", "--min-effect", "0.3", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["methods"] == ["ce", "lcc", "ce+ls", "lcc+ls"] and len(results["runs"]) == 8
+    assert results["additivity"]["top1"]["n"] == 2 and results["mixed_runs"] == []
+    assert results["verdict"]["verdict"] in ("confirmed", "confirmed, below min_effect",
+                                             "refuted", "refuted (harm)", "inconclusive")
+    import sklcc
+
+    for r in results["runs"]:
+        prov = r["provenance"]
+        assert prov["sklcc_path"] == str(Path(sklcc.__file__).resolve().parent)
+        key = (prov["git_commit"] or "not recorded") + (
+            " (uncommitted changes)" if prov["git_dirty"] else "")
+        assert f"{r['method']} seed {r['seed']}" in results["commits"][key]
+        assert prov["versions"]["torch"] and prov["load_average_start"] is not None
+        assert prov["method_config"]["criterion__label_smoothing" if "+ls" in r["method"]
+                                     else "criterion"]
+        if r["method"].startswith("lcc"):
+            assert prov["engines"] == {"louvain_backend": ["networkx"],
+                                       "knn_algorithm": ["brute"]}
+        else:
+            assert prov["engines"] == {}
+    assert (out / "runs" / "lcc+ls__seed1.json").is_file()
+    md = (out / "results.md").read_text()
+    assert "## Provenance" in md and "Pre-registered verdict" in md and "add up?" in md
+
+    # a run that ran another engine is refused, by name, unless told otherwise
+    path = out / "runs" / "lcc__seed1.json"
+    run = json.loads(path.read_text())
+    run["provenance"]["engines"]["knn_algorithm"] = ["hnsw"]
+    path.write_text(json.dumps(run))
+    refused = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    assert refused.returncode != 0
+    assert "lcc: seed 0: knn_algorithm=['brute']; seed 1: knn_algorithm=['hnsw']" in (
+        refused.stderr)
+    mixed = subprocess.run(cmd + ["--allow-mixed-runs"], capture_output=True, text=True, env=env,
+                           timeout=600, cwd=REPO)
+    assert mixed.returncode == 0, mixed.stderr[-4000:]
+    assert "Runs of one method differ" in (out / "results.md").read_text()

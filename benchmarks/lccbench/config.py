@@ -19,10 +19,13 @@ from sklcc.neighbors import KNN_ALGORITHMS
 
 from .models import PLACEMENTS, parse_finetune
 
-__all__ = ["BASE_METHODS", "DEFAULT_METHODS", "GRID_PREFIX", "PRESETS", "QUICK", "SWEEP_PREFIX",
+__all__ = ["BASE_METHODS", "DEFAULT_METHODS", "GRID_PREFIX", "PRESETS", "QUICK", "SMOOTHED",
+           "SWEEP_PREFIX",
            "grid_method", "parse_args", "parse_grid_method", "resolve_config"]
 
-BASE_METHODS = ("ce", "lcc", "center", "lcc-tuned", "ce-tuned")
+BASE_METHODS = ("ce", "lcc", "center", "lcc-tuned", "ce-tuned", "ce+ls", "lcc+ls")
+#: Suffix of a method trained with label-smoothed cross-entropy (``--label-smoothing``).
+SMOOTHED = "+ls"
 DEFAULT_METHODS = ("ce", "lcc", "center", "lcc-tuned")
 #: Method name of one point of ``--louvain-resolution-sweep``, followed by its value.
 SWEEP_PREFIX = "lcc@louvain_resolution="
@@ -163,7 +166,11 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
     g.add_argument("--methods", nargs="+", default=None,
                    help=f"any of {', '.join(BASE_METHODS)} (default: "
                         f"{' '.join(DEFAULT_METHODS)}); ce is always run, lcc-tuned brings "
-                        "ce-tuned")
+                        "ce-tuned; ce+ls and lcc+ls are ce and lcc with label-smoothed "
+                        "cross-entropy")
+    g.add_argument("--label-smoothing", type=float, default=0.1,
+                   help="label smoothing of the +ls methods (torch.nn.CrossEntropyLoss's "
+                        "label_smoothing); the other methods use none")
 
     g = p.add_argument_group("LCC (sklcc.LCCClassifier parameters of the same names)")
     g.add_argument("--lcc-weight", type=float, default=0.03,
@@ -196,6 +203,9 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
     g.add_argument("--grid-k", type=int, nargs="*", default=[])
     g.add_argument("--grid-layers", nargs="*", default=[],
                    help="placements: logits, last-stage")
+    g.add_argument("--louvain-backend", default=_default(LCCClassifier, "louvain_backend"),
+                   help="Louvain engine of every LCC method (networkit, networkx, ...; "
+                        "default: the estimator's choice)")
     g.add_argument("--knn-algorithm", choices=list(KNN_ALGORITHMS),
                    default=_default(LCCClassifier, "knn_algorithm"),
                    help="neighbour search of the kNN graph (every LCC method)")
@@ -221,6 +231,13 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
 
     g = p.add_argument_group("output")
     g.add_argument("--out", required=True, help="folder for results.json, results.md, PNGs")
+    g.add_argument("--allow-mixed-runs", action="store_true",
+                   help="report runs of one method whose configuration or engines differ "
+                        "(refused otherwise), listing the differences")
+    g.add_argument("--min-effect", type=float, default=None,
+                   help="smallest gain of lcc over ce worth its cost, in points of top-1: "
+                        "the report then states the pre-registered verdict "
+                        "(docs/benchmarks.md)")
     g.add_argument("--quick", action="store_true",
                    help=f"a fast pass through everything: {QUICK} unless given")
     preset, _ = p.parse_known_args(argv)
@@ -268,6 +285,9 @@ def resolve_config(args: argparse.Namespace, argv: list[str] | None = None,
     bad = [layer for layer in cfg["grid_layers"] if layer not in PLACEMENTS]
     if bad:
         raise SystemExit(f"--grid-layers {bad}: choose from {list(PLACEMENTS)}.")
+    if not 0 <= cfg["label_smoothing"] < 1:
+        raise SystemExit(f"--label-smoothing {cfg['label_smoothing']}: expected 0 <= value "
+                         "< 1 (0.1 is the usual choice).")
     if cfg["train_fraction"] is not None and not 0 < cfg["train_fraction"] <= 1:
         raise SystemExit(f"--train-fraction {cfg['train_fraction']}: expected 0 < f <= 1.")
     try:

@@ -7,6 +7,8 @@ schedule, batches and seed, so that within a seed they differ by their loss term
 - ``lcc``: :class:`sklcc.LCCClassifier` on the head's hidden layer;
 - ``center``: :class:`sklcc.CenterLossClassifier` on the same layer;
 - ``ce-tuned`` / ``lcc-tuned``: the same, with parameters from :func:`tune`;
+- ``ce+ls`` / ``lcc+ls``: ``ce`` and ``lcc`` with label-smoothed cross-entropy
+  (``--label-smoothing``, 0.1 by default), the control a practitioner tries first;
 - ``lcc@louvain_resolution=R``: ``lcc`` with that Louvain resolution;
 - ``lcc@w=W,k=K,layer=L``: one cell of the published grid: :class:`sklcc.LCCClassifier`
   with weight ``W``, ``n_neighbors=K`` (the target's ``k`` too), latents at placement
@@ -29,7 +31,14 @@ from tqdm.auto import tqdm
 
 from sklcc import CenterLossClassifier, LatentPenaltyClassifier, LCCClassifier
 
-from .config import BASE_METHODS, GRID_PREFIX, SWEEP_PREFIX, grid_method, parse_grid_method
+from .config import (
+    BASE_METHODS,
+    GRID_PREFIX,
+    SMOOTHED,
+    SWEEP_PREFIX,
+    grid_method,
+    parse_grid_method,
+)
 from .data import DATA_SEED
 from .models import HIDDEN_LAYER, FineTuneNet, placement_layer
 
@@ -53,8 +62,8 @@ def make_estimator(method: str, cfg: dict[str, Any], data: dict[str, Any], seed:
     Parameters
     ----------
     method : str
-        ``ce``, ``lcc``, ``center``, ``ce-tuned``, ``lcc-tuned`` or
-        ``lcc@louvain_resolution=R``.
+        ``ce``, ``lcc``, ``center``, ``ce-tuned``, ``lcc-tuned``, ``ce+ls``, ``lcc+ls``,
+        ``lcc@louvain_resolution=R`` or ``lcc@w=W,k=K,layer=L``.
     cfg : dict
         Configuration.
     data : dict
@@ -93,19 +102,23 @@ def make_estimator(method: str, cfg: dict[str, Any], data: dict[str, Any], seed:
         callbacks=callbacks + list(extra_callbacks or []),
         random_state=seed,
     )
-    base, louvain_resolution = method.removesuffix("-tuned"), cfg["louvain_resolution"]
+    if method.endswith(SMOOTHED):
+        common["criterion__label_smoothing"] = cfg["label_smoothing"]
+    base = method.removesuffix("-tuned").removesuffix(SMOOTHED)
+    louvain_resolution = cfg["louvain_resolution"]
     layer, weight, k = HIDDEN_LAYER, cfg["lcc_weight"], cfg["n_neighbors"]
     lcc_options = {"lcc_target": cfg.get("lcc_target", "nearest"), "lcc_target_k": None,
                    "n_representatives": cfg["n_representatives"],
                    "cluster_sample_size": cfg["cluster_sample_size"],
                    "cluster_n_components": cfg["cluster_n_components"],
-                   "knn_algorithm": cfg.get("knn_algorithm", "auto")}
+                   "knn_algorithm": cfg.get("knn_algorithm", "auto"),
+                   "louvain_backend": cfg.get("louvain_backend")}
     if method.startswith(SWEEP_PREFIX):
         base, louvain_resolution = "lcc", float(method.removeprefix(SWEEP_PREFIX))
     elif method.startswith(GRID_PREFIX):
         weight, k, placement = parse_grid_method(method)
         base, layer = "lcc", placement_layer(placement, cfg["finetune"])
-        lcc_options = dict(PUBLISHED_LCC)
+        lcc_options = {**PUBLISHED_LCC, "louvain_backend": cfg.get("louvain_backend")}
     if base == "ce":
         net = LatentPenaltyClassifier(**common)
     elif base == "center":

@@ -116,6 +116,56 @@ def _grid_table(results: Mapping[str, Any]) -> list[str]:
     return out + _table(["placement", "weight", *(f"k = {k}" for k in ks)], rows)
 
 
+def _additivity(results: Mapping[str, Any]) -> list[str]:
+    """Whether LCC's gain survives label smoothing (empty without all four arms)."""
+    add = results.get("additivity")
+    if not add:
+        return []
+    out = ["### Do LCC and label smoothing add up?", "",
+           "Per seed, LCC's gain with label smoothing (`lcc+ls` − `ce+ls`) minus its gain "
+           "without (`lcc` − `ce`): 0 when the two add up, negative when label smoothing "
+           "takes LCC's gain away.", ""]
+    rows = []
+    for metric in ("top1", "top5"):
+        s = add[metric]
+        rows.append([metric, s["n"], _fmt(s["mean_diff"], 2, 100),
+                     f"[{_fmt(s['ci_low'], 2, 100)}, {_fmt(s['ci_high'], 2, 100)}]",
+                     _fmt_p(s["p_value"]), ", ".join(_fmt(d, 2, 100) for d in s["diffs"])])
+    return out + _table(["metric", "n", "mean", "95% CI", "p", "per seed"], rows)
+
+
+def _provenance(results: Mapping[str, Any]) -> list[str]:
+    """Which commit, engines and machine load each run had (empty for older results)."""
+    runs = [r for r in results["runs"] if r.get("provenance")]
+    commits = results.get("commits")
+    if not commits:
+        return []
+    out = ["## Provenance", "", "Runs per commit (the code each run imported):", ""]
+    out += [f"- `{commit}`: {', '.join(names)}" for commit, names in commits.items()]
+    out.append("")
+    if results.get("mixed_runs"):
+        out += ["**Runs of one method differ in configuration or engines** (reported together "
+                "only because `--allow-mixed-runs` was given):", ""]
+        out += [f"- {line}" for line in results["mixed_runs"]] + [""]
+    if runs:
+        out += ["Per run: the engines its refreshes ran, the 1-minute load average when it "
+                "started, and the share of the machine's CPU time other processes took "
+                "during the fit (its fit time is a cost measurement only when that is near 0).",
+                ""]
+        rows = []
+        for r in runs:
+            prov = r["provenance"]
+            engines = "; ".join(f"{k} {', '.join(v)}" for k, v in prov["engines"].items())
+            load = prov.get("load_average_start")
+            rows.append([r["method"], r["seed"], (prov.get("git_commit") or "n/a")[:10]
+                         + (" (dirty)" if prov.get("git_dirty") else ""),
+                         engines or "–", _fmt(load[0] if load else None, 2),
+                         _fmt(prov.get("other_cpu_share"), 2), _fmt(r["fit_s"], 0)])
+        out += _table(["method", "seed", "commit", "engines", "load at start",
+                       "others' CPU share", "fit s"], rows)
+    return out
+
+
 def render_markdown(results: Mapping[str, Any]) -> str:
     """Write the report's Markdown from a results dictionary.
 
@@ -151,8 +201,9 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         f"- Machine: {machine['device_name']}; {machine['cpus_usable']} usable of "
         f"{machine['cpu_count']} CPUs (load average at start {machine['load_average']}); "
         f"torch {machine['torch']}, torch threads: {machine['torch_threads']}; "
-        f"{machine['platform']}; commit {machine['git_commit']}"
-        f"{' with uncommitted changes' if machine.get('git_dirty') else ''}.",
+        f"{machine['platform']}; report written at commit {machine['git_commit']}"
+        f"{' with uncommitted changes' if machine.get('git_dirty') else ''} (each run's own "
+        "commit: \"Provenance\" below).",
         f"- Command: `{cfg['command']}`",
         "",
         "## Test accuracy per seed (top-1 / top-5, %)",
@@ -182,7 +233,9 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         "",
         f"Per seed the two methods share initial weights, batch order and data. CI: "
         f"{int(results['confidence'] * 100)} % t interval over seeds; p: two-sided paired "
-        "t-test (`scipy.stats.ttest_rel`); n/a with one seed or identical differences.",
+        "t-test (`scipy.stats.ttest_rel`); Wilcoxon p: two-sided signed-rank test "
+        "(`scipy.stats.wilcoxon`; with n pairs it cannot fall below 2 / 2^n); n/a with one "
+        "seed or identical differences.",
         "",
     ]
     rows = []
@@ -195,11 +248,18 @@ def render_markdown(results: Mapping[str, Any]) -> str:
                 f"{pair['method']} vs {pair['baseline']}", metric, s["n"],
                 _fmt(s["mean_diff"], 2, 100),
                 f"[{_fmt(s['ci_low'], 2, 100)}, {_fmt(s['ci_high'], 2, 100)}]",
-                _fmt_p(s["p_value"]), f"{wins}/{s['n'] - wins - losses}/{losses}",
+                _fmt_p(s["p_value"]), _fmt_p(s.get("wilcoxon_p")),
+                f"{wins}/{s['n'] - wins - losses}/{losses}",
                 ", ".join(_fmt(d, 2, 100) for d in s["diffs"]),
             ])
-    out += _table(["comparison", "metric", "n", "mean diff", "95% CI", "p", "win/tie/loss",
-                   "per-seed diffs"], rows)
+    out += _table(["comparison", "metric", "n", "mean diff", "95% CI", "p", "Wilcoxon p",
+                   "win/tie/loss", "per-seed diffs"], rows)
+    out += _additivity(results)
+    if results.get("verdict"):
+        v = results["verdict"]
+        out += [f"**Pre-registered verdict** (lcc vs ce, top-1, smallest gain worth the cost "
+                f"{v['min_effect_points']:g} points; rule in docs/benchmarks.md): "
+                f"**{v['verdict']}**.", ""]
 
     out += _grid_table(results)
 
@@ -275,6 +335,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
                     for m, t in tuning["methods"].items()]
             out += _table(["method", "best valid top-1 %", "best parameters", "search s"], rows)
 
+    out += _provenance(results)
     out += ["## Plots", ""]
     out += [f"![{name}]({name})" for name in results["plots"]]
     out.append("")
