@@ -10,21 +10,12 @@ import torch
 from skorch.callbacks import Callback
 from threadpoolctl import threadpool_limits
 
-from .communities import resolve_louvain_backend
-from .diagnostics import STAT_KEYS, history_key
+from .diagnostics import ENGINE_KEYS, STAT_KEYS, history_key
 from .latent_buffer import LatentBuffer
-from .refresh import refresh_clusters
+from .refresh import RefreshParams, refresh_clusters
 from .refresh_worker import RefreshWorker
 
-__all__ = ["LATENT_SOURCES", "REFRESH_MODES", "REFRESH_PARAMS", "LatentClusterRefresh",
-           "refresh_due"]
-
-#: The net's parameters passed, under the same names, to
-#: :func:`~sklcc.refresh.refresh_clusters`.
-REFRESH_PARAMS = ("n_neighbors", "louvain_resolution", "n_representatives", "lcc_target",
-                  "lcc_target_k", "cluster_sample_size", "cluster_n_components",
-                  "louvain_backend", "knn_algorithm")
-
+__all__ = ["LATENT_SOURCES", "REFRESH_MODES", "LatentClusterRefresh", "refresh_due"]
 
 #: Where a refresh takes the training latents from (``lcc_latents``).
 LATENT_SOURCES = ("eval", "train")
@@ -68,8 +59,8 @@ class LatentClusterRefresh(Callback):
     can use it (:class:`~sklcc.LCCClassifier` does):
 
     - ``lcc_warmup``, ``lcc_interval``, ``lcc_latents`` and ``lcc_refresh_mode``;
-    - the parameters named in :data:`REFRESH_PARAMS`, passed by name to
-      :func:`~sklcc.refresh.refresh_clusters`;
+    - the parameters named by the fields of :class:`~sklcc.refresh.RefreshParams`,
+      read once per refresh and passed to :func:`~sklcc.refresh.refresh_clusters`;
     - ``lcc_rng_``, the seeded ``numpy.random.Generator`` of the clustering (only the
       refresh draws from it, one refresh at a time, so both modes draw the same
       numbers in the same order);
@@ -102,10 +93,8 @@ class LatentClusterRefresh(Callback):
                       "latents_s": latents_s}
             known = getattr(net, "classes_", None)
             n_classes = max(0 if known is None else len(known), int(y.max()) + 1)
-            params = {name: getattr(net, name) for name in REFRESH_PARAMS}
             # On a GPU the projection, the graph and the assignment run there too.
-            params["cluster_device"] = (net.device if str(net.device).startswith("cuda")
-                                        else None)
+            params = RefreshParams.from_estimator(net)
             job = (latents, y, n_classes, params, net.lcc_rng_, record)
             if overlap:
                 if state.refresh_worker is None:
@@ -165,7 +154,7 @@ def _cluster(latents, y, n_classes, params, rng, record, blas_threads):
     limit = (contextlib.nullcontext() if blas_threads is None
              else threadpool_limits(limits=blas_threads, user_api="blas"))
     with limit:
-        states = {layer: refresh_clusters(Z, y, n_classes, random_state=rng, **params)
+        states = {layer: refresh_clusters(Z, y, n_classes, params=params, random_state=rng)
                   for layer, Z in latents.items()}
     record["refresh_s"] = record["latents_s"] + time.perf_counter() - start
     return states, record
@@ -181,6 +170,5 @@ def _apply(net, states, record) -> None:
         write(history_key(key), sum(s.timings[key] for s in states.values()))
     for key, value in record.items():
         write(history_key(key), value)
-    write(history_key("louvain_backend"), resolve_louvain_backend(net.louvain_backend))
-    write(history_key("knn_algorithm"),
-          ",".join(sorted({s.timings["knn_algorithm"] for s in states.values()})))
+    for key in ENGINE_KEYS:  # what ran, several layers' engines joined by commas
+        write(history_key(key), ",".join(sorted({s.engines[key] for s in states.values()})))

@@ -66,8 +66,17 @@ _BRUTE_MIN_NEIGHBORS = 100
 # subsample's graph is followed by the assignment of every other sample).
 _TORCH_BRUTE_MAX_SAMPLES = 20_000
 _TORCH_BRUTE_MIN_FEATURES = 256
-# Floats of one chunk of distances in torch's brute force (64 MB).
+# Floats of one chunk of distances in torch's brute force on the CPU (64 MB); queries
+# per chunk on a GPU.
 _TORCH_CHUNK_FLOATS = 1 << 24
+_DEVICE_CHUNK_QUERIES = 4096
+
+
+def _torch_chunk(n_samples: int, device) -> int:
+    """Return the queries per matrix product of torch's exact search over ``n_samples`` rows."""
+    if str(device) == "cpu":
+        return max(64, _TORCH_CHUNK_FLOATS // max(n_samples, 1))
+    return _DEVICE_CHUNK_QUERIES
 
 
 def _faiss():
@@ -158,12 +167,17 @@ class NeighborSearch:
     n_queries : int, optional
         Rows the caller will search for in all (used by ``"auto"``); default ``len(Z)``.
     random_state : int, default=0
-        Seed of the hnswlib index (the exact engines need none).
+        Seed of the approximate indexes (the exact engines need none).
+    device : str or torch.device, optional
+        Search exactly with torch on this device (:func:`exact_neighbors`, chunked
+        matrix products: what a GPU does fast); ``Z`` may then be a tensor there and
+        ``knn_algorithm`` is not used. On ``"cpu"`` this is the exact search sklcc
+        runs where faiss is not used (macOS, Windows).
 
     Attributes
     ----------
     algorithm_ : str
-        The engine in use.
+        The engine in use (``"brute"`` on a device).
 
     Examples
     --------
@@ -174,7 +188,14 @@ class NeighborSearch:
     """
 
     def __init__(self, Z: np.ndarray, knn_algorithm: str = "auto", *, n_neighbors: int = 1,
-                 n_queries: int | None = None, random_state: int = 0):
+                 n_queries: int | None = None, random_state: int = 0, device=None):
+        self.device = device
+        if device is not None:
+            import torch
+
+            self.Z = torch.as_tensor(Z, device=device)
+            self.algorithm_ = "brute"
+            return
         self.Z = np.ascontiguousarray(Z, dtype=np.float32)
         n, d = self.Z.shape
         self.algorithm_ = resolve_knn_algorithm(knn_algorithm, n, d, n_neighbors, n_queries)
@@ -215,6 +236,12 @@ class NeighborSearch:
             Row numbers of ``Z``, nearest first.
 
         """
+        if self.device is not None:
+            import torch
+
+            Q = torch.as_tensor(Q, device=self.Z.device)
+            return exact_neighbors(self.Z, Q, n_neighbors,
+                                   chunk_size=_torch_chunk(len(self.Z), self.Z.device))
         Q = np.ascontiguousarray(Q, dtype=np.float32)
         if len(Q) == 0:
             return np.empty((0, n_neighbors), dtype=np.int64)
@@ -441,8 +468,6 @@ def brute_force_neighbors(Z: np.ndarray, Q: np.ndarray, n_neighbors: int, *,
     [[1, 0], [2, 1]]
 
     """
-    import torch
-
     Z = np.ascontiguousarray(Z, dtype=np.float32)
     Q = np.ascontiguousarray(Q, dtype=np.float32)
     if not 1 <= n_neighbors <= len(Z):
@@ -450,9 +475,7 @@ def brute_force_neighbors(Z: np.ndarray, Q: np.ndarray, n_neighbors: int, *,
                          f"indexed rows ({len(Z)}).")
     faiss = _faiss()
     if faiss is None:
-        chunk = max(64, _TORCH_CHUNK_FLOATS // len(Z))
-        return exact_neighbors(torch.from_numpy(Z), torch.from_numpy(Q), n_neighbors,
-                               chunk_size=chunk)
+        return NeighborSearch(Z, device="cpu").query(Q, n_neighbors)
     with _faiss_threads(faiss, n_jobs):
         _, ids = faiss.knn(Q, Z, n_neighbors)
     return ids

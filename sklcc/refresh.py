@@ -1,27 +1,102 @@
-"""The refresh: from the training latents to flags and targets.
+"""The refresh: from the training latents to flags and targets, as one chain.
 
-Pure numpy, run between epochs; each step is a function of its own module, and this
-one chains them with named intermediate results::
+Pure numpy, run between epochs (on a GPU the projection and the searches run there
+too). :func:`refresh_clusters` reads top to bottom::
 
-    latents -> clusters (kNN graph + Louvain) -> owners -> flags -> targets
+    subsample -> projection -> neighbour search (kNN graph) -> Louvain
+      -> assignment of the rest -> owners -> flags -> targets
 
-:class:`ClusterState` is what the following epochs use.
+each step a function of the module named after it. :class:`RefreshParams` carries the
+estimator's knobs, built once per refresh; :class:`ClusterState` is what the following
+epochs use, with the engines that ran and the seconds of each step.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 
 import numpy as np
 
-from .clustering import cluster_latents
+from .clustering import ASSIGN_EF, assign_threads, assign_to_sample, project, subsample, take_rows
+from .communities import louvain_labels, modularity, resolve_louvain_backend
 from .diagnostics import refresh_stats
 from .matching import correctly_clustered, match_clusters
-from .representatives import KnnMeanTargets, RepresentativeIndex, select_representatives
+from .neighbors import NeighborSearch, knn_graph
+from .representatives import KnnMeanTargets, RepresentativeIndex, make_targets
 
-__all__ = ["ClusterState", "refresh_clusters"]
+__all__ = ["ClusterState", "RefreshParams", "refresh_clusters"]
+
+
+@dataclass(frozen=True)
+class RefreshParams:
+    """The estimator's refresh parameters, read once per refresh.
+
+    Each field is the :class:`~sklcc.LCCClassifier` parameter of the same name (its
+    signature holds the defaults; :meth:`defaults` reads them from there), except
+    ``cluster_device``.
+
+    Attributes
+    ----------
+    n_neighbors, louvain_resolution, n_representatives, lcc_target, lcc_target_k, \
+cluster_sample_size, cluster_n_components, louvain_backend, knn_algorithm
+        See :class:`~sklcc.LCCClassifier`.
+    cluster_device : str or torch.device, optional
+        Device of the projection and the neighbour searches (torch's exact search);
+        None keeps them on the CPU with ``knn_algorithm``.
+
+    Examples
+    --------
+    >>> RefreshParams.defaults(n_neighbors=5).n_neighbors
+    5
+
+    """
+
+    n_neighbors: int
+    louvain_resolution: float
+    n_representatives: int | str | None
+    lcc_target: str
+    lcc_target_k: int | None
+    cluster_sample_size: int | None
+    cluster_n_components: int | None
+    louvain_backend: str | None
+    knn_algorithm: str
+    cluster_device: object = None
+
+    @classmethod
+    def from_estimator(cls, estimator, **overrides) -> RefreshParams:
+        """Read the parameters of an estimator; a CUDA ``device`` clusters there.
+
+        Parameters
+        ----------
+        estimator : LCCClassifier or any object with these attributes
+            Read by attribute name; ``device`` decides ``cluster_device``.
+        **overrides
+            Fields to replace.
+
+        Returns
+        -------
+        params : RefreshParams
+
+        """
+        values = {f.name: getattr(estimator, f.name) for f in fields(cls)
+                  if f.name != "cluster_device"}
+        device = getattr(estimator, "device", None)
+        values["cluster_device"] = device if str(device).startswith("cuda") else None
+        return cls(**{**values, **overrides})
+
+    @classmethod
+    def defaults(cls, **overrides) -> RefreshParams:
+        """Read the defaults of :class:`~sklcc.LCCClassifier`'s signature, then ``overrides``."""
+        from .classifier import LCCClassifier
+
+        signature = inspect.signature(LCCClassifier).parameters
+        values = {f.name: signature[f.name].default for f in fields(cls)
+                  if f.name in signature}
+        return cls(**{**values, **overrides})
 
 
 @dataclass
@@ -41,8 +116,12 @@ class ClusterState:
     stats : dict
         Diagnostics (:func:`~sklcc.diagnostics.refresh_stats`).
     timings : dict
-        Seconds spent in ``graph_s``, ``communities_s``, ``assign_s`` and ``index_s``,
-        and the neighbour search engine that ran (``knn_algorithm``).
+        Seconds of each step: ``graph_s`` (subsample, projection, graph),
+        ``communities_s`` (Louvain), ``assign_s`` (what the assignment search, run
+        beside Louvain, added after it), ``index_s`` (owners, flags, targets).
+    engines : dict
+        The engines that ran: ``louvain_backend`` and ``knn_algorithm``
+        (:data:`~sklcc.diagnostics.ENGINE_KEYS`).
 
     """
 
@@ -52,6 +131,7 @@ class ClusterState:
     targets: RepresentativeIndex | KnnMeanTargets
     stats: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    engines: dict = field(default_factory=dict)
 
     @cached_property
     def misclustered(self) -> np.ndarray:
@@ -60,17 +140,10 @@ class ClusterState:
 
 
 def refresh_clusters(
-    Z: np.ndarray, y: np.ndarray, n_classes: int, *, n_neighbors: int = 10,
-    louvain_resolution: float = 1.0, n_representatives: int | None = 32,
-    lcc_target: str = "nearest", lcc_target_k: int | None = None,
-    cluster_sample_size: int | None = 5000, cluster_n_components: int | None = 64,
-    louvain_backend: str | None = None, knn_algorithm: str = "auto", cluster_device=None,
-    random_state: int | np.random.Generator = 0,
+    Z: np.ndarray, y: np.ndarray, n_classes: int, params: RefreshParams | None = None, *,
+    random_state: int | np.random.Generator = 0, **overrides,
 ) -> ClusterState:
     """Run one refresh on the training latents.
-
-    The keyword arguments are the estimator's parameters of the same names
-    (:class:`~sklcc.LCCClassifier`).
 
     Parameters
     ----------
@@ -80,31 +153,13 @@ def refresh_clusters(
         Training labels, integers ``0..n_classes-1``.
     n_classes : int
         Number of classes.
-    n_neighbors : int, default=10
-        Neighbours per sample in the kNN graph.
-    louvain_resolution : float, default=1.0
-        Louvain resolution.
-    n_representatives : int or None, default=32
-        Representatives drawn per cluster; None keeps all correctly clustered samples
-        (and must be None with ``lcc_target="knn-mean"``).
-    lcc_target : {"nearest", "knn-mean"}, default="nearest"
-        The nearest representative, or the published mean of the ``lcc_target_k``
-        nearest candidates per owned cluster (:mod:`~sklcc.representatives`).
-    lcc_target_k : int or None, default=None
-        ``k`` of ``"knn-mean"``; None takes ``n_neighbors``, as the published code does.
-    cluster_sample_size : int or None, default=5000
-        Size of the clustered subsample (see :func:`~sklcc.clustering.cluster_latents`).
-    cluster_n_components : int or None, default=64
-        Principal components the clustering works in.
-    louvain_backend : str, optional
-        Louvain engine.
-    knn_algorithm : {"auto", "kd_tree", "brute", "hnsw", "ivf"}, default="auto"
-        Neighbour search of the graph and the assignment on the CPU.
-    cluster_device : str or torch.device, optional
-        Device for the projection, the graph and the assignment (see
-        :func:`~sklcc.clustering.cluster_latents`); None keeps them on the CPU.
+    params : RefreshParams, optional
+        The estimator's parameters; None takes :meth:`RefreshParams.defaults`.
     random_state : int or numpy.random.Generator, default=0
-        Seeds the subsample, the graph, Louvain and the representative draw.
+        Seeds the subsample, the projection, the graph, Louvain and the
+        representative draw.
+    **overrides
+        Fields of ``params`` to replace, by name (``n_neighbors=5``, ...).
 
     Returns
     -------
@@ -121,29 +176,60 @@ def refresh_clusters(
     (1, True)
 
     """
+    p = RefreshParams.defaults() if params is None else params
+    p = replace(p, **overrides) if overrides else p
     rng = np.random.default_rng(random_state)
     seed = int(rng.integers(2**31 - 1))
     Z = np.ascontiguousarray(Z, dtype=np.float32).reshape(len(Z), -1)
     y = np.asarray(y, dtype=np.int64)
-    timings: dict = {}
-    labels, q = cluster_latents(
-        Z, n_neighbors=n_neighbors, louvain_resolution=louvain_resolution,
-        cluster_sample_size=cluster_sample_size, cluster_n_components=cluster_n_components,
-        random_state=seed, louvain_backend=louvain_backend, knn_algorithm=knn_algorithm,
-        cluster_device=cluster_device, timings=timings,
-    )
-    t0 = time.perf_counter()
+    louvain_engine = resolve_louvain_backend(p.louvain_backend)
+    lap = _stopwatch()
+
+    sample = subsample(len(Z), p.cluster_sample_size, random_state=seed)
+    X = project(Z, sample, p.cluster_n_components, random_state=seed, device=p.cluster_device)
+    Xs = take_rows(X, sample)
+    k = min(p.n_neighbors, len(sample) - 1)
+    # Every sample is searched for: the subsample for its graph, the others for the
+    # assignment.
+    search = NeighborSearch(Xs, p.knn_algorithm, n_neighbors=k + 1, n_queries=len(Z),
+                            random_state=seed, device=p.cluster_device)
+    edges = knn_graph(Xs, k, index=search)
+    rest = np.setdiff1d(np.arange(len(Z)), sample, assume_unique=True)
+    graph_s = lap()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The nearest subsampled neighbour of every other sample does not depend on the
+        # communities, and every engine releases the GIL: search beside Louvain.
+        nearest = pool.submit(search.query, take_rows(X, rest), 1, ef=ASSIGN_EF,
+                              n_jobs=assign_threads(louvain_engine))
+        sample_labels = louvain_labels(edges, len(sample), louvain_resolution=p.louvain_resolution,
+                                       random_state=seed, louvain_backend=louvain_engine)
+        q = modularity(edges, sample_labels, louvain_resolution=p.louvain_resolution)
+        communities_s = lap()
+        labels = assign_to_sample(sample_labels, sample, nearest.result()[:, 0])
+    assign_s = lap()
     owner = match_clusters(labels, y, n_classes)
     correct = correctly_clustered(labels, y, owner)
-    if lcc_target == "knn-mean":
-        candidates = np.flatnonzero(correct)
-        k = n_neighbors if lcc_target_k is None else lcc_target_k
-        targets = KnnMeanTargets(Z[candidates], labels[candidates], y[candidates], k=k,
-                                 random_state=seed)
-    else:
-        chosen = select_representatives(labels, correct, n_representatives, rng)
-        targets = RepresentativeIndex(Z[chosen], y[chosen], random_state=seed)
-    timings["index_s"] = time.perf_counter() - t0
+    targets = make_targets(Z, y, labels, correct, p.lcc_target,
+                           n_representatives=p.n_representatives,
+                           k=p.n_neighbors if p.lcc_target_k is None else p.lcc_target_k,
+                           rng=rng, random_state=seed)
+    index_s = lap()
+
     stats = refresh_stats(labels, y, owner, correct, np.isin(y, targets.classes_), n_classes,
                           q, len(targets))
-    return ClusterState(labels, owner, correct, targets, stats, timings)
+    timings = {"graph_s": graph_s, "communities_s": communities_s, "assign_s": assign_s,
+               "index_s": index_s}
+    engines = {"louvain_backend": louvain_engine, "knn_algorithm": search.algorithm_}
+    return ClusterState(labels, owner, correct, targets, stats, timings, engines)
+
+
+def _stopwatch():
+    """Return a function giving the seconds since its previous call (or creation)."""
+    last = [time.perf_counter()]
+
+    def lap() -> float:
+        now = time.perf_counter()
+        seconds, last[0] = now - last[0], now
+        return seconds
+
+    return lap

@@ -19,7 +19,20 @@ import numpy as np
 
 from .neighbors import build_index, nearest_neighbors
 
-__all__ = ["KnnMeanTargets", "RepresentativeIndex", "select_representatives"]
+__all__ = ["KnnMeanTargets", "RepresentativeIndex", "make_targets", "select_representatives"]
+
+#: Representatives per cluster that ``n_representatives="auto"`` draws under
+#: ``lcc_target="nearest"``.
+AUTO_REPRESENTATIVES = 32
+
+
+def _groups(keys: np.ndarray) -> list[np.ndarray]:
+    """Row ids of each distinct key, keys ascending, ids ascending within a group."""
+    keys = np.asarray(keys)
+    if len(keys) == 0:
+        return []
+    order = np.argsort(keys, kind="stable")
+    return np.split(order, np.flatnonzero(keys[order][1:] != keys[order][:-1]) + 1)
 
 
 def _query_by_class(Z: np.ndarray, y: np.ndarray, target_of_class) -> tuple[np.ndarray,
@@ -33,16 +46,104 @@ def _query_by_class(Z: np.ndarray, y: np.ndarray, target_of_class) -> tuple[np.n
     y = np.asarray(y, dtype=np.int64)
     targets = np.zeros_like(Z)
     found = np.zeros(len(Z), dtype=bool)
-    if len(y) == 0:
-        return targets, found
-    order = np.argsort(y, kind="stable")
-    ys = y[order]
-    for rows in np.split(order, np.flatnonzero(ys[1:] != ys[:-1]) + 1):
+    for rows in _groups(y):
         chosen = target_of_class(int(y[rows[0]]), Z[rows])
         if chosen is not None:
             targets[rows] = chosen
             found[rows] = True
     return targets, found
+
+
+class _Candidates:
+    """Rows searched for their nearest ones: exactly up to ``exact_max`` rows, else hnswlib.
+
+    The exact search is one matrix product per batch, ``argmin`` (ties: the first
+    row) or ``argpartition`` of ``|r|^2 - 2 q.r``; a larger group gets an hnswlib
+    index, built here, between epochs.
+    """
+
+    def __init__(self, latents: np.ndarray, exact_max: int, random_state: int):
+        self.latents = latents
+        if len(latents) <= exact_max:
+            self._sq_norms = np.einsum("ij,ij->i", latents, latents)
+            self._index = None
+        else:
+            self._index = build_index(latents, random_state=random_state)
+
+    @property
+    def exact(self) -> bool:
+        """Whether the search is exact (no hnswlib index)."""
+        return self._index is None
+
+    def nearest(self, Q: np.ndarray, k: int) -> np.ndarray:
+        """Ids of the ``k`` nearest rows of each query (unordered when exact and ``k > 1``)."""
+        if self._index is not None:
+            return nearest_neighbors(self._index, Q, k, n_jobs=1)
+        dist = self._sq_norms - 2.0 * (Q @ self.latents.T)  # |q|^2 is the same for every row
+        if k == 1:
+            return np.argmin(dist, axis=1)[:, None]
+        return np.argpartition(dist, k - 1, axis=1)[:, :k]
+
+
+class _RebuiltOnUnpickle:
+    """Pickle the latents only; the search structures (``_build``) are rebuilt on load.
+
+    hnswlib indexes are rebuilt from the latents, which keeps pickles portable.
+    """
+
+    _derived: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in self._derived}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._build()
+
+
+def make_targets(Z: np.ndarray, y: np.ndarray, labels: np.ndarray, correct: np.ndarray,
+                 lcc_target: str, *, n_representatives: int | str | None, k: int,
+                 rng: np.random.Generator, random_state: int = 0):
+    """Build the targets of a refresh (step 6) from its clusters and flags.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_samples, n_features)
+        Training latents.
+    y : ndarray of shape (n_samples,)
+        Their classes.
+    labels : ndarray of shape (n_samples,)
+        Their clusters.
+    correct : ndarray of shape (n_samples,), bool
+        Correctly clustered flags.
+    lcc_target : {"nearest", "knn-mean"}
+        :class:`RepresentativeIndex` or :class:`KnnMeanTargets`.
+    n_representatives : int, "auto" or None
+        Drawn per cluster under ``"nearest"`` (``"auto"``: 32; None: all); not used
+        by ``"knn-mean"``, which keeps every correctly clustered sample.
+    k : int
+        Candidates averaged per cluster under ``"knn-mean"``; not used by ``"nearest"``.
+    rng : numpy.random.Generator
+        Draws the representatives.
+    random_state : int, default=0
+        Seed of the hnswlib indexes.
+
+    Returns
+    -------
+    targets : RepresentativeIndex or KnnMeanTargets
+
+    """
+    if lcc_target == "knn-mean":
+        candidates = np.flatnonzero(correct)
+        return KnnMeanTargets(Z[candidates], labels[candidates], y[candidates], k=k,
+                              random_state=random_state)
+    if isinstance(n_representatives, str) and n_representatives == "auto":
+        n_representatives = AUTO_REPRESENTATIVES
+    chosen = select_representatives(labels, correct, n_representatives, rng)
+    return RepresentativeIndex(Z[chosen], y[chosen], random_state=random_state)
 
 
 def select_representatives(
@@ -83,7 +184,7 @@ def select_representatives(
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
-class RepresentativeIndex:
+class RepresentativeIndex(_RebuiltOnUnpickle):
     """Nearest representative of a given class: one search structure per class.
 
     A class with at most ``exact_max`` representatives is searched exactly, by one
@@ -133,19 +234,15 @@ class RepresentativeIndex:
         self.exact_max = exact_max
         self._build()
 
+    _derived = ("_search",)
+
     def _build(self) -> None:
         self.classes_ = np.unique(self.classes)
-        self._members = {}
-        self._search = {}
-        for c in self.classes_.tolist():
-            members = np.flatnonzero(self.classes == c)
-            self._members[c] = members
-            if len(members) <= self.exact_max:
-                reps = self.latents[members]
-                self._search[c] = (reps, np.einsum("ij,ij->i", reps, reps))
-            else:
-                self._search[c] = build_index(self.latents[members],
-                                              random_state=self.random_state)
+        self._search = {
+            int(self.classes[members[0]]): (members, _Candidates(
+                self.latents[members], self.exact_max, self.random_state))
+            for members in _groups(self.classes)
+        }
 
     def query(self, Z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Nearest representative of class ``y[b]`` for each row ``Z[b]``.
@@ -169,29 +266,13 @@ class RepresentativeIndex:
         return _query_by_class(Z, y, self._nearest_of_class)
 
     def _nearest_of_class(self, c: int, Q: np.ndarray) -> np.ndarray | None:
-        search = self._search.get(c)
-        if search is None:
+        if c not in self._search:
             return None
-        if isinstance(search, tuple):  # exact: argmin of |r|^2 - 2 z.r
-            reps, sq_norms = search
-            nearest = np.argmin(sq_norms - 2.0 * (Q @ reps.T), axis=1)
-        else:
-            nearest = nearest_neighbors(search, Q, 1, n_jobs=1)[:, 0]
-        return self.latents[self._members[c][nearest]]
-
-    def __len__(self) -> int:
-        return len(self.latents)
-
-    def __getstate__(self) -> dict:
-        # hnswlib indexes are rebuilt from the latents, which keeps pickles portable.
-        return {k: v for k, v in self.__dict__.items() if k not in ("_search", "_members")}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._build()
+        members, candidates = self._search[c]
+        return self.latents[members[candidates.nearest(Q, 1)[:, 0]]]
 
 
-class KnnMeanTargets:
+class KnnMeanTargets(_RebuiltOnUnpickle):
     """The published exact target: per owned cluster, the mean of the k nearest candidates.
 
     For a query ``z`` of class ``c``, every cluster owned by ``c`` proposes the mean of
@@ -252,34 +333,24 @@ class KnnMeanTargets:
         self.exact_max = exact_max
         self._build()
 
+    _derived = ("_by_class",)
+
     def _build(self) -> None:
         self.classes_ = np.unique(self.classes)
-        # Per class, its clusters' candidates (latents, squared norms or an index): the
-        # refresh-time precomputation every batch reuses.
-        self._by_class: dict[int, list] = {c: [] for c in self.classes_.tolist()}
-        order = np.argsort(self.clusters, kind="stable")
-        bounds = np.flatnonzero(np.diff(self.clusters[order])) + 1
-        for members in np.split(order, bounds):
-            if not len(members):
-                continue
-            reps = self.latents[members]
-            if len(members) <= self.exact_max:
-                search = (reps, np.einsum("ij,ij->i", reps, reps))
-            else:
-                search = build_index(reps, random_state=self.random_state)
-            self._by_class[int(self.classes[members[0]])].append((reps, search))
+        # Per class, its clusters' candidates: the refresh-time precomputation every
+        # batch reuses.
+        self._by_class: dict[int, list[_Candidates]] = {c: [] for c in self.classes_.tolist()}
+        for members in _groups(self.clusters):
+            self._by_class[int(self.classes[members[0]])].append(
+                _Candidates(self.latents[members], self.exact_max, self.random_state))
 
-    def _cluster_means(self, reps: np.ndarray, search, Q: np.ndarray) -> np.ndarray:
+    def _cluster_means(self, candidates: _Candidates, Q: np.ndarray) -> np.ndarray:
         """Mean of the ``k`` candidates of one cluster nearest to each query row."""
+        reps = candidates.latents
         kk = min(self.k, len(reps))
-        if isinstance(search, tuple):
-            _, sq_norms = search
-            if kk == len(reps):
-                return np.broadcast_to(reps.mean(axis=0), (len(Q), reps.shape[1]))
-            dist = sq_norms - 2.0 * (Q @ reps.T)  # |q|^2 is the same for every candidate
-            nearest = np.argpartition(dist, kk - 1, axis=1)[:, :kk]
-        else:
-            nearest = nearest_neighbors(search, Q, kk, n_jobs=1)
+        if kk == len(reps) and candidates.exact:
+            return np.broadcast_to(reps.mean(axis=0), (len(Q), reps.shape[1]))
+        nearest = candidates.nearest(Q, kk)
         if len(Q) * kk <= len(reps):
             # Few queries: gathering their k rows reads less memory than a second pass
             # over every candidate (the per-batch cost at 512 features is memory-bound).
@@ -315,21 +386,10 @@ class KnnMeanTargets:
             return None
         best = np.full(len(Q), np.inf, dtype=np.float32)
         chosen = np.zeros_like(Q)
-        for reps, search in clusters:
-            means = self._cluster_means(reps, search, Q)
+        for candidates in clusters:
+            means = self._cluster_means(candidates, Q)
             dist = np.einsum("ij,ij->i", Q - means, Q - means)
             closer = dist < best  # ties keep the earlier (larger) cluster
             best[closer] = dist[closer]
             chosen[closer] = means[closer]
         return chosen
-
-    def __len__(self) -> int:
-        return len(self.latents)
-
-    def __getstate__(self) -> dict:
-        # hnswlib indexes are rebuilt from the latents, which keeps pickles portable.
-        return {k: v for k, v in self.__dict__.items() if k != "_by_class"}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._build()

@@ -8,8 +8,8 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from sklcc.clustering import cluster_latents
-from sklcc.communities import louvain_labels, modularity
+from sklcc.clustering import subsample
+from sklcc.communities import louvain_labels, modularity, resolve_louvain_backend
 from sklcc.loss import lcc_loss
 from sklcc.matching import correctly_clustered, match_clusters
 from sklcc.neighbors import knn_graph
@@ -269,9 +269,10 @@ def test_refresh_flags_planted_mislabels():
     assert state.stats["n_clusters"] == 4
     assert state.stats["largest_cluster"] == pytest.approx(0.25)
     assert len(state.targets) == 20
-    assert set(state.timings) == {"graph_s", "communities_s", "assign_s", "index_s",
-                                  "knn_algorithm"}
-    assert state.timings["knn_algorithm"] == "brute"  # 240 x 240 distances: the "auto" rule
+    assert set(state.timings) == {"graph_s", "communities_s", "assign_s", "index_s"}
+    # 240 x 240 distances: the "auto" rule
+    assert state.engines == {"knn_algorithm": "brute",
+                             "louvain_backend": resolve_louvain_backend(None)}
 
 
 def test_refresh_reports_uncovered_classes_and_missing_targets():
@@ -295,8 +296,8 @@ def test_refresh_is_deterministic():
 
 def test_subsampled_clustering_agrees_with_full():
     Z, y = blobs(n_per=500, n_classes=6, d=8)
-    full, _ = cluster_latents(Z, cluster_sample_size=None, random_state=0)
-    sub, _ = cluster_latents(Z, cluster_sample_size=600, random_state=0)
+    full = refresh_clusters(Z, y, 6, cluster_sample_size=None, random_state=0).labels
+    sub = refresh_clusters(Z, y, 6, cluster_sample_size=600, random_state=0).labels
     assert adjusted_rand_score(full, sub) > 0.95
     assert adjusted_rand_score(y, sub) > 0.95
 
@@ -304,19 +305,19 @@ def test_subsampled_clustering_agrees_with_full():
 def test_samples_outside_the_subsample_take_their_nearest_subsampled_neighbours_cluster():
     # The assignment runs in a thread beside Louvain; its answer must be the serial one:
     # the cluster of the exact nearest subsampled neighbour (in the unprojected latents).
-    Z, _ = blobs(n_per=150, n_classes=5, d=6, seed=3)
-    timings = {}
-    labels, _ = cluster_latents(
-        Z, cluster_sample_size=200, cluster_n_components=None, random_state=4, timings=timings
-    )
-    sample = np.sort(np.random.default_rng(4).choice(len(Z), 200, replace=False))
+    Z, y = blobs(n_per=150, n_classes=5, d=6, seed=3)
+    state = refresh_clusters(Z, y, 5, cluster_sample_size=200, cluster_n_components=None,
+                             random_state=4)
+    labels = state.labels
+    # The refresh draws the clustering's seed first from its generator.
+    seed = int(np.random.default_rng(4).integers(2**31 - 1))
+    sample = subsample(len(Z), 200, random_state=seed)
     rest = np.setdiff1d(np.arange(len(Z)), sample)
     d2 = ((Z[rest, None, :] - Z[None, sample, :]) ** 2).sum(-1)
     exact = labels[sample][d2.argmin(axis=1)]
-    np.testing.assert_array_equal(labels[rest], exact)  # "auto": the exact KD-tree here
-    assert set(timings) == {"graph_s", "communities_s", "assign_s", "knn_algorithm"}
-    approx, _ = cluster_latents(Z, cluster_sample_size=200, cluster_n_components=None,
-                                random_state=4, knn_algorithm="hnsw")
+    np.testing.assert_array_equal(labels[rest], exact)  # "auto": an exact search here
+    approx = refresh_clusters(Z, y, 5, cluster_sample_size=200, cluster_n_components=None,
+                              random_state=4, knn_algorithm="hnsw").labels
     assert np.mean(approx[rest] == exact) > 0.99  # hnswlib is approximate (ef=16)
 
 

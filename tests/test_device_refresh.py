@@ -5,7 +5,7 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 
-from sklcc.clustering import cluster_latents
+from sklcc.clustering import subsample
 from sklcc.neighbors import edges_from_neighbors, exact_neighbors, knn_graph
 from sklcc.refresh import refresh_clusters
 
@@ -41,11 +41,11 @@ def test_exact_graph_is_the_true_knn_graph_and_close_to_hnswlib():
 def test_device_path_matches_the_cpu_path():
     Z, y = blobs(d=40)
     for sample_size, components in [(None, None), (None, 8), (200, 8)]:
-        cpu, q_cpu = cluster_latents(Z, cluster_sample_size=sample_size,
-                                     cluster_n_components=components, random_state=3)
-        dev, q_dev = cluster_latents(Z, cluster_sample_size=sample_size,
-                                     cluster_n_components=components, random_state=3,
-                                     cluster_device="cpu")
+        cpu = refresh_clusters(Z, y, 4, cluster_sample_size=sample_size,
+                               cluster_n_components=components, random_state=3).labels
+        dev = refresh_clusters(Z, y, 4, cluster_sample_size=sample_size,
+                               cluster_n_components=components, random_state=3,
+                               cluster_device="cpu").labels
         assert adjusted_rand_score(cpu, dev) == 1.0
         assert adjusted_rand_score(y, dev) == 1.0
 
@@ -53,17 +53,18 @@ def test_device_path_matches_the_cpu_path():
 def test_device_projection_spans_the_principal_axes():
     # Distances after the torch projection equal those after scikit-learn's PCA, so
     # the subsampled samples' assignment is the nearest neighbour in that space.
-    Z, _ = blobs(d=30)
-    timings = {}
-    labels, _ = cluster_latents(Z, cluster_sample_size=150, cluster_n_components=5,
-                                random_state=2, cluster_device="cpu", timings=timings)
-    sample = np.sort(np.random.default_rng(2).choice(len(Z), 150, replace=False))
+    Z, y = blobs(d=30)
+    state = refresh_clusters(Z, y, 4, cluster_sample_size=150, cluster_n_components=5,
+                             random_state=2, cluster_device="cpu")
+    labels = state.labels
+    seed = int(np.random.default_rng(2).integers(2**31 - 1))  # the refresh's first draw
+    sample = subsample(len(Z), 150, random_state=seed)
     P = PCA(5, svd_solver="covariance_eigh").fit(Z[sample]).transform(Z)
     rest = np.setdiff1d(np.arange(len(Z)), sample)
     nearest = sample[brute_force_ids(P[sample], P[rest], 1)[:, 0]]
     np.testing.assert_array_equal(labels[rest], labels[nearest])
-    assert set(timings) == {"graph_s", "communities_s", "assign_s", "knn_algorithm"}
-    assert timings["knn_algorithm"] == "brute"
+    assert set(state.timings) == {"graph_s", "communities_s", "assign_s", "index_s"}
+    assert state.engines["knn_algorithm"] == "brute"
 
 
 def test_refresh_on_a_device_gives_the_same_flags():

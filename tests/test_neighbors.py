@@ -6,9 +6,9 @@ import torch
 from sklearn.datasets import load_digits
 
 from sklcc import LCCClassifier
-from sklcc.clustering import cluster_latents
 from sklcc.diagnostics import history_key
 from sklcc.neighbors import NeighborSearch, brute_force_neighbors, knn_graph, resolve_knn_algorithm
+from sklcc.refresh import refresh_clusters
 
 
 def brute_force_ids(Z, Q, k):
@@ -135,24 +135,23 @@ def test_clustering_records_the_engine_and_exact_engines_agree(monkeypatch):
     rng = np.random.default_rng(1)
     centers = rng.normal(0, 6, (4, 24))
     Z = (centers[np.repeat(np.arange(4), 150)] + rng.normal(size=(600, 24))).astype(np.float32)
+    y = np.repeat(np.arange(4), 150)
     results = {}
     for algorithm in ("kd_tree", "brute"):
-        timings = {}
-        results[algorithm] = cluster_latents(Z, cluster_sample_size=300, cluster_n_components=8,
-                                             knn_algorithm=algorithm, random_state=2,
-                                             timings=timings)
-        assert timings["knn_algorithm"] == algorithm
-    np.testing.assert_array_equal(results["kd_tree"][0], results["brute"][0])
+        results[algorithm] = refresh_clusters(Z, y, 4, cluster_sample_size=300,
+                                              cluster_n_components=8, knn_algorithm=algorithm,
+                                              random_state=2)
+        assert results[algorithm].engines["knn_algorithm"] == algorithm
+    np.testing.assert_array_equal(results["kd_tree"].labels, results["brute"].labels)
     # "auto" counts the assignment's queries: a 300-sample subsample is searched by all
     # 600 samples (its graph, then the assignment of the 300 others).
     import sklcc.neighbors as neighbors
 
     monkeypatch.setattr(neighbors, "_BRUTE_MAX_PAIRS", 300 * 600)
-    timings = {}
-    cluster_latents(Z, cluster_sample_size=300, cluster_n_components=None, timings=timings)
-    assert timings["knn_algorithm"] == "brute"
-    cluster_latents(Z, cluster_sample_size=None, cluster_n_components=None, timings=timings)
-    assert timings["knn_algorithm"] == "hnsw"  # 600 x 600 distances, 24 features
+    state = refresh_clusters(Z, y, 4, cluster_sample_size=300, cluster_n_components=None)
+    assert state.engines["knn_algorithm"] == "brute"
+    state = refresh_clusters(Z, y, 4, cluster_sample_size=None, cluster_n_components=None)
+    assert state.engines["knn_algorithm"] == "hnsw"  # 600 x 600 distances, 24 features
 
 
 def _module():
