@@ -277,7 +277,9 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
     def _n_classes(self) -> int | None:
         if "label_classes_" in vars(self):
             return len(self.label_classes_)
-        return len(self.classes) if self.classes else None
+        # skorch's test of "no classes given": None or an empty sequence (a list or an
+        # array, whose truth value would be ambiguous).
+        return len(self.classes) if self.classes is not None and len(self.classes) else None
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         """Train with the latent hooks attached (they are removed afterwards).

@@ -67,10 +67,13 @@ def test_classes_list_rejects_labels_that_are_not_indices(digits):
         lcc(classes=["a", "b", "c"]).fit(X, y)
 
 
-def test_empty_classes_means_no_classes_attribute(digits):
-    # skorch: pass an empty list to restore the AttributeError on classes_.
+@pytest.mark.parametrize("empty", [[], np.array([]), np.array([], dtype=np.int64)],
+                         ids=["list", "float-array", "int-array"])
+def test_empty_classes_means_no_classes_attribute(digits, empty):
+    # skorch: pass an empty list (or array: skorch tests len()) to restore the
+    # AttributeError on classes_.
     X, y = digits
-    net = lcc(classes=[]).fit(X, y)
+    net = lcc(classes=empty).fit(X, y)
     with pytest.raises(AttributeError):
         _ = net.classes_
     assert net.predict(X[:5]).tolist() == net.predict_proba(X[:5]).argmax(1).tolist()
