@@ -13,7 +13,9 @@ in eval mode, and clusters them as a refresh does:
   seeds and each neighbour search engine of ``--knn-algorithms``: the
   :class:`sklcc.LCCClassifier` parameters of the same names.
 
-For each it reports the time, the number of clusters, the misclustered fraction,
+Each clustering is one :func:`sklcc.refresh_clusters` (``random_state`` the seed, from
+which the refresh draws its clustering seed, as a fit does). For each it reports the
+time of that refresh, the number of clusters, the misclustered fraction,
 the adjusted Rand index against the first full clustering, and the agreement of the
 misclustered flags (the only thing the loss sees) with the first full clustering.
 
@@ -23,7 +25,6 @@ misclustered flags (the only thing the loss sees) with the first full clustering
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import time
 from pathlib import Path
@@ -35,14 +36,8 @@ from sklearn.metrics import adjusted_rand_score
 from lccbench.config import parse_args, resolve_config
 from lccbench.data import prepare_data
 from lccbench.methods import make_estimator
-from sklcc.clustering import cluster_latents
-from sklcc.matching import correctly_clustered, match_clusters
 from sklcc.neighbors import KNN_ALGORITHMS
-
-
-def misclustered(labels: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
-    """Misclustered flags of a clustering (majority matching)."""
-    return ~correctly_clustered(labels, y, match_clusters(labels, y, n_classes))
+from sklcc.refresh import RefreshParams, refresh_clusters
 
 
 def hidden_latents(net, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
@@ -77,20 +72,19 @@ def run(args: argparse.Namespace) -> dict:
     rows, reference = [], None
     for name, sample_size, n_components, engine in configs:
         for seed in args.seeds:
-            timings = {}
             start = time.perf_counter()
-            labels, q = cluster_latents(Z, n_neighbors=args.n_neighbors,
-                                        cluster_sample_size=sample_size,
-                                        cluster_n_components=n_components, random_state=seed,
-                                        knn_algorithm=engine, timings=timings)
+            state = refresh_clusters(Z, y, n_classes, n_neighbors=args.n_neighbors,
+                                     cluster_sample_size=sample_size,
+                                     cluster_n_components=n_components, random_state=seed,
+                                     knn_algorithm=engine)
             seconds = time.perf_counter() - start
-            flags = misclustered(labels, y, n_classes)
+            labels, flags = state.labels, state.misclustered
             if reference is None:
                 reference = (labels, flags)
             rows.append({
                 "config": name, "seed": seed, "seconds": seconds,
-                "knn_algorithm": timings["knn_algorithm"],
-                "n_clusters": int(labels.max() + 1), "modularity": q,
+                "knn_algorithm": state.engines["knn_algorithm"],
+                "n_clusters": int(labels.max() + 1), "modularity": state.stats["modularity"],
                 "misclustered": float(flags.mean()),
                 "ari_vs_full": float(adjusted_rand_score(reference[0], labels)),
                 "flag_agreement_vs_full": float((flags == reference[1]).mean()),
@@ -124,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2],
                         help="clustering seeds")
     parser.add_argument("--n-neighbors", type=int,
-                        default=inspect.signature(cluster_latents).parameters["n_neighbors"].default)
+                        default=RefreshParams.defaults().n_neighbors)
     parser.add_argument("--cluster-sample-sizes", type=int, nargs="+",
                         default=[10_000, 5000, 3000],
                         help="subsample sizes to compare (0: every sample)")

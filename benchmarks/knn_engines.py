@@ -27,14 +27,12 @@ import os
 import platform
 import time
 from pathlib import Path
-from unittest import mock
 
 import faiss
 import numpy as np
 import torch
 
-from sklcc import neighbors
-from sklcc.neighbors import knn_graph, resolve_knn_algorithm
+from sklcc.neighbors import NeighborSearch, knn_graph, resolve_knn_algorithm
 
 ENGINES = ("kd_tree", "brute", "hnsw", "ivf")
 APPROXIMATE = ("hnsw", "ivf")
@@ -42,8 +40,7 @@ APPROXIMATE = ("hnsw", "ivf")
 
 def _graph(Z: np.ndarray, k: int, engine: str, seed: int) -> np.ndarray:
     if engine == "torch":  # sklcc's brute force where faiss is not used (macOS, Windows)
-        with mock.patch.object(neighbors, "_faiss", lambda: None):
-            return knn_graph(Z, k, knn_algorithm="brute")
+        return knn_graph(Z, k, index=NeighborSearch(Z, device="cpu"))
     return knn_graph(Z, k, knn_algorithm=engine, random_state=seed)
 
 

@@ -22,7 +22,6 @@ Each measurement runs in a fresh process so that peak memory belongs to it alone
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import platform
 import resource
@@ -56,7 +55,7 @@ def measure_sklcc(n: int, d: int, cluster_sample_size: int | None,
                   n_neighbors: int = 10, louvain_backend: str | None = None,
                   lcc_target: str = "nearest", knn_algorithm: str = "auto") -> dict:
     """One sklcc refresh (the estimator's defaults otherwise); seconds per step, peak memory."""
-    from sklcc.communities import louvain_labels, resolve_louvain_backend
+    from sklcc.communities import louvain_labels
     from sklcc.neighbors import NeighborSearch
     from sklcc.refresh import refresh_clusters
 
@@ -83,14 +82,14 @@ def measure_sklcc(n: int, d: int, cluster_sample_size: int | None,
     query_us = (time.perf_counter() - start) / len(probe) * 1e6
     projected = cluster_n_components is not None and cluster_n_components < d
     method = f"sklcc+pca{cluster_n_components}" if projected else "sklcc"
-    engine = resolve_louvain_backend(louvain_backend)
-    method += (f" [{engine}, {state.timings['knn_algorithm']}"
+    engine = state.engines["louvain_backend"]
+    method += (f" [{engine}, {state.engines['knn_algorithm']}"
                f"{'' if knn_algorithm == 'auto' else ' (forced)'}, k={n_neighbors}"
                f"{', knn-mean' if knn_mean else ''}]")
     return {"method": method, "n": n, "d": d, "cluster_sample_size": cluster_sample_size,
-            "n_neighbors": n_neighbors, "louvain_backend": engine,
-            "cluster_n_components": cluster_n_components, "refresh_s": total,
-            **state.timings, **{f"stat_{k}": v for k, v in state.stats.items()},
+            "n_neighbors": n_neighbors, "cluster_n_components": cluster_n_components,
+            "refresh_s": total, **state.engines, **state.timings,
+            **{f"stat_{k}": v for k, v in state.stats.items()},
             "target_query_us": query_us, "peak_mb": _peak_mb(), "data_peak_mb": base_mb,
             "labels": state.labels.tolist()}
 
@@ -101,16 +100,12 @@ def measure_reference(n: int, d: int, seed: int = 0) -> dict:
 
     from sklcc.communities import louvain_labels
     from sklcc.matching import correctly_clustered, match_clusters
+    from sklcc.neighbors import edges_from_neighbors
 
     Z, y = synthetic_latents(n, d, seed)
     start = time.perf_counter()
     nn_ = NearestNeighbors(n_neighbors=11, algorithm="brute").fit(Z)
-    ids = nn_.kneighbors(Z, return_distance=False)
-    rows = np.repeat(np.arange(n), 11).reshape(ids.shape)
-    keep = (ids != rows) & (np.cumsum(ids != rows, axis=1) <= 10)
-    lo, hi = np.minimum(rows[keep], ids[keep]), np.maximum(rows[keep], ids[keep])
-    key = np.unique(lo * n + hi)
-    edges = np.stack([key // n, key % n], axis=1)
+    edges = edges_from_neighbors(nn_.kneighbors(Z, return_distance=False), 10)
     t1 = time.perf_counter()
     labels = louvain_labels(edges, n, random_state=seed, louvain_backend="networkx")
     t2 = time.perf_counter()
@@ -218,9 +213,9 @@ def to_markdown(rows: list[dict]) -> str:
 
 def main(argv=None) -> None:
     from sklcc.neighbors import KNN_ALGORITHMS
-    from sklcc.refresh import refresh_clusters
+    from sklcc.refresh import RefreshParams
 
-    defaults = {k: p.default for k, p in inspect.signature(refresh_clusters).parameters.items()}
+    defaults = vars(RefreshParams.defaults())  # the estimator's defaults
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--n", type=int, nargs="+", default=[10_000, 50_000, 200_000])

@@ -29,9 +29,8 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from sklcc.clustering import cluster_latents
-from sklcc.matching import correctly_clustered, match_clusters
-from sklcc.representatives import KnnMeanTargets, RepresentativeIndex, select_representatives
+from sklcc.refresh import refresh_clusters
+from sklcc.representatives import make_targets
 
 
 def synthetic_split(n: int, d: int, n_classes: int, seed: int = 0):
@@ -61,23 +60,18 @@ def run(args: argparse.Namespace) -> list[dict]:
     rows = []
     for d in args.d:
         Z, y = synthetic_split(args.n, d, args.n_classes)
-        labels, _ = cluster_latents(Z, cluster_sample_size=None, cluster_n_components=None,
-                                    random_state=0)
-        owner = match_clusters(labels, y, args.n_classes)
-        correct = correctly_clustered(labels, y, owner)
+        state = refresh_clusters(Z, y, args.n_classes, cluster_sample_size=None,
+                                 cluster_n_components=None, random_state=0)
+        labels, correct = state.labels, state.correct
         # Queries come from the misclustered samples, as in training: a batch of
         # batch_size samples holds about batch_size * misclustered of them.
         mc = np.flatnonzero(~correct)
         per_batch = max(1, round(args.batch_size * len(mc) / args.n))
-        cc = np.flatnonzero(correct)
         cells = [("nearest", None)] + [("knn-mean", k) for k in args.k]
         for target, k in cells:
             start = time.perf_counter()
-            if target == "nearest":
-                chosen = select_representatives(labels, correct, 32, np.random.default_rng(0))
-                index = RepresentativeIndex(Z[chosen], y[chosen])
-            else:
-                index = KnnMeanTargets(Z[cc], labels[cc], y[cc], k=k)
+            index = make_targets(Z, y, labels, correct, target, n_representatives=32, k=k,
+                                 rng=np.random.default_rng(0))
             build_s = time.perf_counter() - start
             rng = np.random.default_rng(1)
             rows.append({
