@@ -110,7 +110,7 @@ def measure_reference(n: int, d: int, seed: int = 0) -> dict:
     labels = louvain_labels(edges, n, random_state=seed, louvain_backend="networkx")
     t2 = time.perf_counter()
     correct = correctly_clustered(labels, y, match_clusters(labels, y, N_CLASSES))
-    # exact target index: every correctly clustered sample of each class
+    # target index: every correctly clustered sample of each class, searched exactly
     targets = {c: NearestNeighbors(n_neighbors=1, algorithm="brute").fit(Z[correct & (y == c)])
                for c in range(N_CLASSES) if (correct & (y == c)).any()}
     t3 = time.perf_counter()

@@ -16,7 +16,7 @@ import os
 import numpy as np
 from sklearn.decomposition import PCA
 
-__all__ = ["assign_to_sample", "project", "subsample", "take_rows"]
+__all__ = ["assign_to_sample", "project", "subsample"]
 
 # PCA solver switch: covariance_eigh up to this many latent features.
 _EIGH_MAX_FEATURES = 1000

@@ -8,8 +8,6 @@ Two engines find the communities, both seeded:
   a modularity at least as high (``benchmarks/community_engines.py``).
 - ``"networkx"``: :func:`networkx.community.louvain_communities`, pure Python.
 
-Any other name is handed to networkx's dispatch as a backend that implements
-Louvain (for example ``"cugraph"`` from nx-cugraph on a GPU machine).
 :func:`resolve_louvain_backend` says which engine a ``louvain_backend`` value runs.
 """
 
@@ -35,11 +33,6 @@ __all__ = ["louvain_labels", "modularity", "networkit_graph", "resolve_louvain_b
 _PLM_SETTINGS = {"refine": True, "turbo": True, "par": "none randomized"}
 
 
-def _networkx_backends() -> list[str]:
-    """Installed networkx backends that implement Louvain (``"networkx"`` included)."""
-    return sorted({"networkx"} | set(getattr(nx.community.louvain_communities, "backends", ())))
-
-
 def _has_networkit() -> bool:
     return importlib.util.find_spec("networkit") is not None
 
@@ -49,15 +42,14 @@ def resolve_louvain_backend(louvain_backend: str | None) -> str:
 
     Parameters
     ----------
-    louvain_backend : str or None
+    louvain_backend : {None, "networkit", "networkx"}
         None for the default engine (``"networkit"`` when installed, else
-        ``"networkx"``), ``"networkit"``, ``"networkx"``, or the name of another
-        installed networkx backend that implements Louvain (e.g. ``"cugraph"``).
+        ``"networkx"``).
 
     Returns
     -------
     engine : str
-        ``"networkit"``, ``"networkx"`` or the networkx backend's name.
+        ``"networkit"`` or ``"networkx"``.
 
     Raises
     ------
@@ -73,17 +65,15 @@ def resolve_louvain_backend(louvain_backend: str | None) -> str:
     """
     if louvain_backend is None:
         return "networkit" if _has_networkit() else "networkx"
-    backends = _networkx_backends()
     if louvain_backend == "networkit" and _has_networkit():
         return "networkit"
-    if isinstance(louvain_backend, str) and louvain_backend in backends:
-        return louvain_backend
-    installed = (["networkit"] if _has_networkit() else []) + backends
+    if isinstance(louvain_backend, str) and louvain_backend == "networkx":
+        return "networkx"
+    installed = (["networkit"] if _has_networkit() else []) + ["networkx"]
     raise ValueError(
         f"louvain_backend={louvain_backend!r} is not an installed Louvain engine; "
         f"installed: {installed}. Pass None (the fastest installed engine), one of "
-        "these, or install the engine (networkit: `pip install networkit`; a networkx "
-        "backend such as cugraph: `pip install nx-cugraph-cu12`)."
+        "these, or install networkit (`pip install networkit`)."
     )
 
 
@@ -131,18 +121,17 @@ def louvain_labels(
     if engine == "networkit":
         labels = _networkit_louvain(edges, n_nodes, louvain_resolution, int(random_state))
     else:
-        labels = _networkx_louvain(edges, n_nodes, louvain_resolution, int(random_state), engine)
+        labels = _networkx_louvain(edges, n_nodes, louvain_resolution, int(random_state))
     return _number_by_size(labels)
 
 
-def _networkx_louvain(
-    edges: np.ndarray, n_nodes: int, resolution: float, seed: int, backend: str
-) -> np.ndarray:
+def _networkx_louvain(edges: np.ndarray, n_nodes: int, resolution: float, seed: int
+                      ) -> np.ndarray:
     graph = nx.Graph()
     graph.add_nodes_from(range(n_nodes))
     graph.add_edges_from(edges.tolist())
     communities = nx.community.louvain_communities(
-        graph, resolution=resolution, seed=seed, backend=backend
+        graph, resolution=resolution, seed=seed
     )
     labels = np.empty(n_nodes, dtype=np.int64)
     for label, members in enumerate(communities):

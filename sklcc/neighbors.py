@@ -31,9 +31,11 @@ from contextlib import contextmanager
 import hnswlib
 import numpy as np
 
-__all__ = ["KNN_ALGORITHMS", "NeighborSearch", "brute_force_neighbors", "build_index",
-           "build_ivf_index", "edges_from_neighbors", "exact_neighbors", "ivf_neighbors",
-           "knn_graph", "nearest_neighbors", "resolve_knn_algorithm", "unique_sorted"]
+# The engines' own functions (brute_force_neighbors, exact_neighbors, build_index,
+# nearest_neighbors, build_ivf_index, ivf_neighbors) and unique_sorted are reached through
+# NeighborSearch; they stay importable but are not part of the public API.
+__all__ = ["KNN_ALGORITHMS", "NeighborSearch", "edges_from_neighbors", "knn_graph",
+           "resolve_knn_algorithm"]
 
 # hnswlib construction parameters. M=16 / ef_construction=100 give a recall above
 # 0.95 for k=10 on the latents we see, at a third of the default build cost.
@@ -55,8 +57,10 @@ KNN_ALGORITHMS = ("auto", "kd_tree", "brute", "hnsw", "ivf")
 # shape measured, up to 50,000 rows searched by 50,000 queries (10 to 512 features,
 # k = 10 and 500). Its cost grows with rows x queries, the KD-tree's and hnswlib's about
 # with the queries alone, so beyond this many pairs the KD-tree (up to this many
-# features) or hnswlib (above) takes over; except from this many neighbours on, where
-# hnswlib needs a search breadth of at least k and both slow with it.
+# features) or hnswlib (above) takes over; except from this many hits per query on, where
+# hnswlib needs a search breadth of at least k and both slow with it. Hits, not graph
+# neighbours: a graph asks for each sample's n_neighbors + 1 nearest (itself included),
+# so the brute force is taken from n_neighbors >= 99.
 _BRUTE_MAX_PAIRS = 50_000 * 50_000
 _KD_TREE_MAX_FEATURES = 16
 _BRUTE_MIN_NEIGHBORS = 100
@@ -108,7 +112,7 @@ def resolve_knn_algorithm(knn_algorithm: str, n_samples: int, n_features: int,
     n_features : int
         Their width.
     n_neighbors : int
-        Neighbours asked per query.
+        Hits asked per query (a graph asks for ``k + 1``: each sample finds itself).
     n_queries : int, optional
         Rows that will be searched for in all; default ``n_samples`` (the graph
         alone). A subsample's graph followed by the assignment of every other sample

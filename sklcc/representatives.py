@@ -8,7 +8,7 @@ estimator's ``lcc_target``:
   candidates per cluster are drawn at random, without replacement, from the
   estimator's seeded generator; the target is the nearest of them of the sample's
   class.
-- ``"knn-mean"`` (:class:`KnnMeanTargets`), the published exact target: every
+- ``"knn-mean"`` (:class:`KnnMeanTargets`), the published target: every
   candidate counts; each cluster owned by the class proposes the mean of the ``k``
   candidates nearest to the sample, and the nearest proposal is the target.
 """
@@ -273,7 +273,7 @@ class RepresentativeIndex(_RebuiltOnUnpickle):
 
 
 class KnnMeanTargets(_RebuiltOnUnpickle):
-    """The published exact target: per owned cluster, the mean of the k nearest candidates.
+    """The published target: per owned cluster, the mean of the k nearest candidates.
 
     For a query ``z`` of class ``c``, every cluster owned by ``c`` proposes the mean of
     the ``k`` correctly clustered samples of that cluster nearest to ``z``; the target

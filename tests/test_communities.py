@@ -169,6 +169,9 @@ def test_unknown_backend_raises_naming_it():
         louvain_labels(np.array([[0, 1]]), 2, louvain_backend="no-such-backend")
     with pytest.raises(ValueError, match="louvain_backend=3"):
         resolve_louvain_backend(3)
+    # networkx's dispatch backends are not engines of sklcc (untested, never measured).
+    with pytest.raises(ValueError, match="louvain_backend='cugraph'"):
+        resolve_louvain_backend("cugraph")
 
 
 def test_without_networkit_default_falls_back_and_naming_it_raises(monkeypatch):
