@@ -343,3 +343,25 @@ def test_refresh_handles_identical_latents():
     assert state.stats["largest_cluster"] == 1.0
     assert state.stats["uncovered_classes"] == 1
     assert state.stats["misclustered"] == 0.5
+
+
+def test_refresh_params_read_the_estimators_defaults_and_attributes():
+    import inspect
+    from dataclasses import fields
+
+    from sklcc import LCCClassifier
+    from sklcc.refresh import RefreshParams
+
+    signature = inspect.signature(LCCClassifier).parameters
+    defaults = RefreshParams.defaults()
+    for f in fields(RefreshParams):
+        if f.name != "cluster_device":
+            assert getattr(defaults, f.name) == signature[f.name].default, f.name
+    net = LCCClassifier(torch.nn.Linear, n_neighbors=7, knn_algorithm="brute", device="cpu")
+    params = RefreshParams.from_estimator(net)
+    assert (params.n_neighbors, params.knn_algorithm, params.cluster_device) == (7, "brute", None)
+    Z, y = blobs()
+    a = refresh_clusters(Z, y, 4, params, random_state=0)
+    b = refresh_clusters(Z, y, 4, random_state=0, n_neighbors=7, knn_algorithm="brute")
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.engines == b.engines
