@@ -17,7 +17,7 @@ from importlib import import_module
 __all__ = ["CenterLossClassifier", "ClusterState", "ImageEmbedder", "LCCClassifier",
            "LCCSearchCV", "LatentPenaltyClassifier", "RefreshParams", "load_dataset",
            "plot_lcc_history", "refresh_clusters"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {"LCCClassifier": "classifier", "CenterLossClassifier": "center_loss",
          "LatentPenaltyClassifier": "penalty", "ClusterState": "refresh",
