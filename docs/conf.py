@@ -83,13 +83,14 @@ intersphinx_mapping = {
 intersphinx_timeout = 5
 
 # -- Gallery ------------------------------------------------------------------------------------
-# Executed: every example but those whose code needs several processes (distributed.py is
-# shown with its source and its command, not run).
+# Executed: every example but distributed.py, which needs several processes (shown with its
+# command, not run). tune_digits.py is a longer command-line run of search_with_optuna.py's
+# recipe, linked from the tuning guide, not a gallery page.
 sphinx_gallery_conf = {
     "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/(?!distributed)[^/]+\.py$",
-    "ignore_pattern": r"__init__\.py",
+    "ignore_pattern": r"(__init__|tune_digits)\.py",
     "within_subsection_order": "FileNameSortKey",
     "download_all_examples": False,
     "plot_gallery": "True",

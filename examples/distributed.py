@@ -1,4 +1,10 @@
-"""LCC trained data-parallel on scikit-learn's digits, one process per device.
+"""
+Data-parallel LCC with accelerate (shown, not run here)
+=======================================================
+
+LCC trained data-parallel on scikit-learn's digits, one process per device, with
+:class:`sklcc.distributed.DistributedLCCClassifier`. It needs several processes, so this page
+shows the code without running it; run it with::
 
     torchrun --standalone --nproc_per_node 2 examples/distributed.py
 
