@@ -42,8 +42,8 @@ def _title(text: str, char: str) -> str:
     return f"{text}\n{char * len(text)}\n"
 
 
-def write_api_page(path: Path) -> list[str]:
-    """Write the reference to ``path``; return the qualified names that got a page."""
+def write_api_page(path: Path) -> dict[int, str]:
+    """Write the reference to ``path``; return ``{id(object): its documented name}``."""
     documented: dict[int, str] = {}
     sections = []
     for module_name in public_modules():
@@ -60,7 +60,7 @@ def write_api_page(path: Path) -> list[str]:
                 documented[key] = f"{module_name}.{name}"
             rows.append(documented[key])
         lines = [_title(f":mod:`{module_name}`", "-"),
-                 f".. automodule:: {module_name}\n   :no-members:\n   :no-index:\n"]
+                 f".. automodule:: {module_name}\n   :no-members:\n"]
         # autosummary reads each entry relative to the current module, so the names whose
         # page lives under another module (re-exported ones) are listed under that module.
         homes: dict[str, list[str]] = {}
@@ -85,4 +85,4 @@ def write_api_page(path: Path) -> list[str]:
     text = header + "\n".join(sections)
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
-    return sorted(set(documented.values()))
+    return documented

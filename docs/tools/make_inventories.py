@@ -175,10 +175,39 @@ def optuna_inventory() -> Inventory:
                 lambda m, n: f"reference/generated/{m}.{n}.html" if n
                 else f"reference/{m.split('.', 1)[1]}.html")
     inv.add_api(["optuna"], lambda m, n: f"reference/generated/{m}.{n}.html" if n
-                else "reference/optuna.html", methods=False,
+                else "reference/optuna.html",
                 # optuna.Study is documented as optuna.study.Study, and so on.
                 alias_of=lambda m, obj: m if inspect.isroutine(obj)
                 else ".".join(obj.__module__.split(".")[:2]))
+    return inv
+
+
+def optuna_integration_inventory() -> Inventory:
+    import optuna_integration
+
+    inv = Inventory("Optuna-Integration", optuna_integration.__version__)
+    inv.add_api(["optuna_integration"], lambda m, n: f"reference/generated/{m}.{n}.html" if n
+                else "reference/index.html")
+    return inv
+
+
+def networkx_inventory() -> Inventory:
+    import networkx
+
+    inv = Inventory("NetworkX", networkx.__version__)
+    # networkx documents each function under the module that defines it; docstrings name
+    # them through the networkx.community alias of networkx.algorithms.community.
+    community = importlib.import_module("networkx.algorithms.community")
+    for name in dir(community):
+        obj = getattr(community, name)
+        if name.startswith("_") or not (inspect.isclass(obj) or inspect.isroutine(obj)) \
+                or not getattr(obj, "__module__", "").startswith(community.__name__):
+            continue
+        full = f"{obj.__module__}.{name}"
+        uri = f"reference/algorithms/generated/{full}.html#{full}"
+        role = "class" if inspect.isclass(obj) else "function"
+        for alias in (full, f"networkx.algorithms.community.{name}", f"networkx.community.{name}"):
+            inv.add(alias, role, uri)
     return inv
 
 
@@ -220,7 +249,9 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     for name, make in [("python", python_inventory), ("numpy", numpy_inventory),
                        ("sklearn", sklearn_inventory), ("skorch", skorch_inventory),
-                       ("torch", torch_inventory), ("optuna", optuna_inventory)]:
+                       ("torch", torch_inventory), ("optuna", optuna_inventory),
+                       ("optuna_integration", optuna_integration_inventory),
+                       ("networkx", networkx_inventory)]:
         inv = make()
         inv.write(OUT / f"{name}.inv")
         print(f"{name}: {len(inv.inv.objects)} objects ({inv.inv.project} {inv.inv.version})")
