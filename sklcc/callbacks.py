@@ -17,8 +17,9 @@ from .refresh_worker import RefreshWorker
 
 __all__ = ["LATENT_SOURCES", "REFRESH_MODES", "LatentClusterRefresh", "refresh_due"]
 
-#: Where a refresh takes the training latents from (``lcc_latents``).
-LATENT_SOURCES = ("eval", "train")
+#: Where a refresh takes the training latents from (``lcc_latents``); ``"auto"``
+#: resolves to one of the others before the first refresh.
+LATENT_SOURCES = ("auto", "eval", "train")
 #: When a refresh's result is applied (``lcc_refresh_mode``).
 REFRESH_MODES = ("sync", "overlap")
 
@@ -44,7 +45,9 @@ class LatentClusterRefresh(Callback):
     ``net.lcc_states_``. It sits after skorch's epoch timer, so an epoch's ``dur``
     includes what the refresh made training wait for.
 
-    - Latents (``net.lcc_latents``): ``"eval"`` runs ``net.training_latents`` over the
+    - Latents: ``net.resolve_latent_source(dataset_train)``, called once per fit at
+      its first epoch, says ``"eval"`` or ``"train"`` and why (recorded with every
+      refresh). ``"eval"`` runs ``net.training_latents`` over the
       training split at the refresh; ``"train"`` keeps what the hooks saw in the
       training batches of epoch ``e - 1`` (a :class:`~sklcc.latent_buffer.LatentBuffer`)
       and runs the eval pass only for the samples that epoch did not see (all of them
@@ -58,7 +61,8 @@ class LatentClusterRefresh(Callback):
     What it needs from the net, all public, so any skorch net that provides these
     can use it (:class:`~sklcc.LCCClassifier` does):
 
-    - ``lcc_warmup``, ``lcc_interval``, ``lcc_latents`` and ``lcc_refresh_mode``;
+    - ``lcc_warmup``, ``lcc_interval`` and ``lcc_refresh_mode``;
+    - ``resolve_latent_source(dataset)``, returning ``("eval" or "train", reason)``;
     - the parameters named by the fields of :class:`~sklcc.refresh.RefreshParams`,
       read once per refresh and passed to :func:`~sklcc.refresh.refresh_clusters`;
     - ``lcc_rng_``, the seeded ``numpy.random.Generator`` of the clustering (only the
@@ -67,7 +71,7 @@ class LatentClusterRefresh(Callback):
     - ``training_latents(dataset)``, returning ``({layer: Z}, y)`` in dataset order;
     - ``fit_state_`` (:class:`~sklcc.penalty.FitState`): ``blas_threads``,
       ``stop_epoch``, ``resources``, ``recorder`` and ``batch_index``, and the slots
-      ``latent_buffer`` and ``refresh_worker`` it fills;
+      ``latent_source``, ``latent_buffer`` and ``refresh_worker`` it fills;
     - ``classes_`` where the net knows its classes.
 
     It writes ``net.lcc_states_`` and, to ``net.history`` in the epoch the state is
@@ -80,6 +84,9 @@ class LatentClusterRefresh(Callback):
         epoch = len(net.history) - 1
         state = net.fit_state_
         overlap = net.lcc_refresh_mode == "overlap"
+        if state.latent_source is None:
+            state.latent_source = net.resolve_latent_source(dataset_train)
+        source, reason = state.latent_source
         if state.refresh_worker is not None and state.refresh_worker.busy:
             (states, record), waited = state.refresh_worker.result()
             record["blocked_s"] += waited
@@ -90,6 +97,7 @@ class LatentClusterRefresh(Callback):
             latents, y, from_eval = _training_latents(net, dataset_train, epoch)
             latents_s = time.perf_counter() - start
             record = {"latents_epoch": epoch, "latents_eval": from_eval,
+                      "latents_source": source, "latents_reason": reason,
                       "latents_s": latents_s}
             known = getattr(net, "classes_", None)
             n_classes = max(0 if known is None else len(known), int(y.max()) + 1)
@@ -108,7 +116,7 @@ class LatentClusterRefresh(Callback):
                 record["blocked_s"] = time.perf_counter() - start
                 _apply(net, states, record)
         due_next = refresh_due(epoch + 1, net.lcc_warmup, net.lcc_interval)
-        keep = net.lcc_latents == "train" and due_next and epoch + 1 < state.stop_epoch
+        keep = source == "train" and due_next and epoch + 1 < state.stop_epoch
         # A buffer handed to the worker is its own; a synchronous one is reused.
         if not keep or overlap or state.latent_buffer is None:
             state.latent_buffer = LatentBuffer(len(dataset_train)) if keep else None

@@ -18,7 +18,7 @@ from skorch.utils import to_numpy
 from .callbacks import LATENT_SOURCES, REFRESH_MODES, LatentClusterRefresh
 from .communities import resolve_louvain_backend
 from .diagnostics import REFRESH_KEYS, history_key
-from .latents import LatentRecorder, collect_latents, resolve_latent_layers
+from .latents import LatentRecorder, collect_latents, compare_training_pass, resolve_latent_layers
 from .loss import lcc_loss
 from .neighbors import KNN_ALGORITHMS
 from .penalty import LatentPenaltyClassifier
@@ -54,10 +54,12 @@ class LCCClassifier(LatentPenaltyClassifier):
         Neighbours per sample in the kNN graph.
     louvain_resolution : float, default=1.0
         Louvain resolution: higher gives more, smaller clusters.
-    n_representatives : int or None, default=32
+    n_representatives : "auto", int or None, default="auto"
         Correctly clustered samples drawn (seeded, without replacement) per cluster
-        as targets of ``lcc_target="nearest"``; None uses all of them. Must be None
-        with ``"knn-mean"``, which takes every correctly clustered sample.
+        as targets of ``lcc_target="nearest"``; None uses all of them. ``"auto"``
+        draws 32 per cluster under ``"nearest"`` and takes every correctly clustered
+        sample under ``"knn-mean"``, whose published target draws none; an integer
+        with ``"knn-mean"`` contradicts it and is refused.
     lcc_target : {"nearest", "knn-mean"}, default="nearest"
         Where a misclustered sample of class ``c`` is pulled. ``"nearest"``: the
         nearest representative of ``c``. ``"knn-mean"``: the published exact target;
@@ -66,13 +68,26 @@ class LCCClassifier(LatentPenaltyClassifier):
         fewer), and the nearest proposal wins.
     lcc_target_k : int or None, default=None
         ``k`` of ``"knn-mean"``; None uses ``n_neighbors``, as the published code
-        shares one ``k`` between the graph and the target. Only for ``"knn-mean"``.
+        shares one ``k`` between the graph and the target. Only used when
+        ``lcc_target="knn-mean"`` (ignored under ``"nearest"``, so a search may vary
+        both).
     lcc_warmup : int, default=1
         Epochs of plain training before the first refresh.
     lcc_interval : int, default=1
         Epochs between refreshes.
-    lcc_latents : {"eval", "train"}, default="eval"
-        Where a refresh takes the training split's latents from. ``"eval"``: an extra
+    lcc_latents : {"auto", "eval", "train"}, default="auto"
+        Where a refresh takes the training split's latents from. ``"auto"``: at the
+        start of ``fit``, before the first refresh, one batch of the training split
+        is passed through the network in training and in eval mode (no gradient, the
+        torch random state, batch-norm statistics and training flags left as they
+        were); ``"train"`` is taken when, for every latent layer, no batch-norm (or
+        instance norm with running statistics) in training mode runs before it and
+        both passes give the same latents (``torch.allclose``, rtol 1e-4, atol
+        1e-5), else ``"eval"``. The decision and its reason are the fitted
+        ``lcc_latents_`` and ``lcc_latents_reason_`` and, with every refresh, the
+        history's ``lcc_latents_source`` and ``lcc_latents_reason``. One layer that
+        needs the eval pass makes every layer take it (the pass is paid anyway).
+        ``"eval"``: an extra
         forward pass over the training split in eval mode at the refresh.
         ``"train"``: what the hooks saw in the training batches of the epoch that
         just ended (training mode, weights moving through the epoch), kept on the
@@ -81,11 +96,10 @@ class LCCClassifier(LatentPenaltyClassifier):
         feeds the latent layer directly (the default layer often sits right after
         one), the latent before that dropout is kept, as the eval pass would see
         it. Saves the pass (about a third of a refresh in the CIFAR-10 head
-        benchmark, with no measurable accuracy change; docs/benchmarks.md). The
-        default stays ``"eval"``: other layers that behave differently in training
-        (batch-norm, a dropout further upstream or applied as a function) still
-        make the training-pass latents differ from the eval pass's; pass
-        ``"train"`` when none precedes the latent layer. See the user guide,
+        benchmark, with no measurable accuracy change; docs/benchmarks.md). Other
+        layers that behave differently in training (batch-norm, a dropout further
+        upstream or applied as a function) make the training-pass latents differ
+        from the eval pass's, which is what ``"auto"`` checks. See the user guide,
         "Refresh schedule and cost".
     lcc_refresh_mode : {"sync", "overlap"}, default="sync"
         ``"sync"``: a refresh's clusters are used from the epoch it runs in.
@@ -100,12 +114,15 @@ class LCCClassifier(LatentPenaltyClassifier):
     cluster_sample_size : int or None, default=5000
         The graph and Louvain run on a seeded subsample of this many training
         samples; the others take the cluster of their nearest subsampled neighbour.
-        None clusters every sample, as the published method does.
+        None, or a size at least the training split's, clusters every sample, as the
+        published method does. A subsample that is drawn must be larger than
+        ``n_neighbors``.
     cluster_n_components : int or None, default=64
         The graph and the assignment work on this many principal components of the
         latents (fitted on the subsample, seeded), as scanpy does before its graph
-        clustering; latents of at most this width are used as they are. None keeps
-        the latents whole. Targets and the loss always use the full latents.
+        clustering; latents of at most this width are used as they are, and a
+        subsample smaller than it gives as many components as it has samples. None
+        keeps the latents whole. Targets and the loss always use the full latents.
     louvain_backend : str, optional
         Louvain engine: None for the default (networkit's PLM where installed, else
         networkx), ``"networkit"``, ``"networkx"``, or another networkx dispatch
@@ -142,6 +159,11 @@ class LCCClassifier(LatentPenaltyClassifier):
         Class labels seen in ``fit``; ``predict`` returns these.
     lcc_layers_ : list of str
         Resolved latent layer names.
+    lcc_latents_ : {"eval", "train"}
+        Where the last fit's refreshes took the training latents from (``lcc_latents``
+        resolved).
+    lcc_latents_reason_ : str
+        Why: the parameter given, or what ``"auto"`` found for each layer.
     lcc_states_ : dict of str to ClusterState
         The last refresh's clusters, flags and representatives per layer (keyed by
         position in the training split).
@@ -153,7 +175,8 @@ class LCCClassifier(LatentPenaltyClassifier):
         ``lcc_communities_s``, ``lcc_assign_s``, ``lcc_index_s``, the seconds training
         waited ``lcc_blocked_s``, the epoch whose latents were clustered
         ``lcc_latents_epoch`` (1-based like ``epoch``; 0 means the initial weights)
-        and the fraction of them from an eval pass ``lcc_latents_eval``. With
+        the fraction of them from an eval pass ``lcc_latents_eval``, and the resolved
+        latent source ``lcc_latents_source`` with ``lcc_latents_reason``. With
         ``lcc_refresh_mode="overlap"`` they are recorded in the epoch the clusters
         are applied.
 
@@ -194,12 +217,12 @@ class LCCClassifier(LatentPenaltyClassifier):
         lcc_weight: float = 0.1,
         n_neighbors: int = 10,
         louvain_resolution: float = 1.0,
-        n_representatives: int | None = 32,
+        n_representatives: int | str | None = "auto",
         lcc_target: str = "nearest",
         lcc_target_k: int | None = None,
         lcc_warmup: int = 1,
         lcc_interval: int = 1,
-        lcc_latents: str = "eval",
+        lcc_latents: str = "auto",
         lcc_refresh_mode: str = "sync",
         cluster_sample_size: int | None = 5000,
         cluster_n_components: int | None = 64,
@@ -251,14 +274,12 @@ class LCCClassifier(LatentPenaltyClassifier):
         check_real("louvain_resolution", self.louvain_resolution, low=0, strict=True,
                    hint="1.0 is standard Louvain; larger gives more clusters")
         check_integer("n_neighbors", self.n_neighbors, 1)
-        check_integer("n_representatives", self.n_representatives, 1, allow_none=True)
         check_target(self.lcc_target, self.lcc_target_k, self.n_representatives)
         check_integer("lcc_warmup", self.lcc_warmup, 0)
         check_integer("lcc_interval", self.lcc_interval, 1)
         check_choice("lcc_latents", self.lcc_latents, LATENT_SOURCES)
         check_choice("lcc_refresh_mode", self.lcc_refresh_mode, REFRESH_MODES)
-        check_integer("cluster_sample_size", self.cluster_sample_size, self.n_neighbors + 1,
-                      allow_none=True)
+        check_integer("cluster_sample_size", self.cluster_sample_size, 2, allow_none=True)
         check_integer("cluster_n_components", self.cluster_n_components, 1, allow_none=True)
         resolve_louvain_backend(self.louvain_backend)  # raises for an unknown engine
         check_choice("knn_algorithm", self.knn_algorithm, KNN_ALGORITHMS)
@@ -271,11 +292,12 @@ class LCCClassifier(LatentPenaltyClassifier):
     def latent_recorder(self) -> LatentRecorder:
         """Return the recorder of the latent layers, undoing dropout for ``lcc_latents="train"``.
 
-        With ``"train"`` the refresh clusters what a latent was before a dropout that
-        feeds it directly (:class:`~sklcc.latents.LatentRecorder`, ``undo_dropout``).
+        With ``"train"`` (or ``"auto"``, which may resolve to it) the refresh clusters
+        what a latent was before a dropout that feeds it directly
+        (:class:`~sklcc.latents.LatentRecorder`, ``undo_dropout``).
         """
         return LatentRecorder(self.module_, self.penalty_layers(),
-                              undo_dropout=self.lcc_latents == "train")
+                              undo_dropout=self.lcc_latents in ("auto", "train"))
 
     def get_split_datasets(self, X, y=None, **fit_params):
         """Split as skorch does, then check the training split is large enough."""
@@ -286,7 +308,45 @@ class LCCClassifier(LatentPenaltyClassifier):
                 f"n_neighbors={self.n_neighbors} must be smaller than the number of training "
                 f"samples ({n_train} after the validation split); lower n_neighbors."
             )
+        size = self.cluster_sample_size
+        if size is not None and size < n_train and self.n_neighbors >= size:
+            raise ValueError(
+                f"n_neighbors={self.n_neighbors} must be smaller than the clustered subsample "
+                f"(cluster_sample_size={size} of {n_train} training samples); raise "
+                "cluster_sample_size, pass cluster_sample_size=None to cluster every sample, "
+                "or lower n_neighbors."
+            )
         return dataset_train, dataset_valid
+
+    def resolve_latent_source(self, dataset) -> tuple[str, str]:
+        """Decide where this fit's refreshes take the training latents from.
+
+        ``lcc_latents="eval"`` or ``"train"`` is taken as given; ``"auto"`` compares
+        one batch of ``dataset`` in training and eval mode
+        (:func:`~sklcc.latents.compare_training_pass`) and takes ``"train"`` when every
+        latent layer agrees. Sets ``lcc_latents_`` and ``lcc_latents_reason_``; called
+        by the refresh callback at a fit's first epoch, before any refresh.
+
+        Parameters
+        ----------
+        dataset : torch Dataset
+            The training split.
+
+        Returns
+        -------
+        source : {"eval", "train"}
+        reason : str
+
+        """
+        if self.lcc_latents != "auto":
+            source, reason = self.lcc_latents, f"lcc_latents={self.lcc_latents!r} given"
+        else:
+            verdicts = compare_training_pass(self, dataset, self.fit_state_.recorder)
+            source = "train" if all(agree for agree, _ in verdicts.values()) else "eval"
+            reason = "auto: " + "; ".join(f"{layer}: {why}"
+                                          for layer, (_, why) in verdicts.items())
+        self.lcc_latents_, self.lcc_latents_reason_ = source, reason
+        return source, reason
 
     def training_latents(self, dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Latents and labels of every sample of ``dataset``, in dataset order.

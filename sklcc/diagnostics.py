@@ -20,8 +20,9 @@ STAT_KEYS = ("n_clusters", "modularity", "misclustered", "uncovered_classes",
 TIMING_KEYS = ("latents_s", "graph_s", "communities_s", "assign_s", "index_s", "refresh_s",
                "blocked_s")
 #: Which latents the applied clusters came from: the epoch (1-based, as the history's
-#: ``epoch``; 0 is the initial weights) and the fraction of samples from an eval pass.
-SCHEDULE_KEYS = ("latents_epoch", "latents_eval")
+#: ``epoch``; 0 is the initial weights), the fraction of samples from an eval pass, and
+#: the resolved ``lcc_latents`` (``"eval"`` or ``"train"``) with the reason for it.
+SCHEDULE_KEYS = ("latents_epoch", "latents_eval", "latents_source", "latents_reason")
 #: What ran: the Louvain engine and the neighbour search engine (``"kd_tree"``,
 #: ``"brute"``, ``"hnsw"`` or ``"ivf"``; several layers' engines joined by commas).
 ENGINE_KEYS = ("louvain_backend", "knn_algorithm")

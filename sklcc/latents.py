@@ -8,17 +8,21 @@ instead, which is how the default, the input of the last ``nn.Linear``, is writt
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from skorch.dataset import Dataset as SkorchDataset
 from skorch.dataset import unpack_data
-from skorch.utils import to_numpy
+from skorch.utils import to_numpy, to_tensor
 from torch import nn
 
-__all__ = ["LatentRecorder", "collect_latents", "default_latent_layer", "resolve_latent_layers",
-           "unwrap_parallel"]
+__all__ = ["LatentRecorder", "collect_latents", "compare_training_pass", "default_latent_layer",
+           "resolve_latent_layers", "unwrap_parallel"]
+
+#: Tolerances (``torch.allclose``) within which one batch's training-pass latents count
+#: as the eval pass's (float32 kernels may round differently between the modes).
+TRAINING_PASS_RTOL, TRAINING_PASS_ATOL = 1e-4, 1e-5
 
 
 def default_latent_layer(module: nn.Module) -> str:
@@ -308,3 +312,104 @@ def _array_batches(net, dataset) -> Iterator | None:
             yield torch.as_tensor(base.X[rows]), torch.as_tensor(base.y[rows])
 
     return batches()
+
+
+def compare_training_pass(net, dataset, recorder: LatentRecorder) -> dict[str, tuple[bool, str]]:
+    """Whether a training-mode forward pass gives each latent layer its eval-pass latents.
+
+    Decides ``lcc_latents="auto"``. A layer agrees when no normalisation layer that
+    uses batch statistics in training mode (batch-norm, an instance norm tracking
+    running statistics) runs before it, and when one batch of ``dataset`` gives the
+    same latents in both modes, within :data:`TRAINING_PASS_RTOL` and
+    :data:`TRAINING_PASS_ATOL` (which catches a dropout further upstream, a dropout
+    applied as a function, or any other module that behaves differently in training).
+    The training-mode latents are the recorder's :attr:`~LatentRecorder.clean` ones,
+    as the refresh would use them.
+
+    Nothing of the fit is disturbed: both passes run without gradient on the
+    network inside any data-parallel wrapper, the torch random state (CPU and the
+    current CUDA device) is forked, and every module's buffers (batch-norm running
+    statistics) and training flag are restored afterwards.
+
+    Parameters
+    ----------
+    net : skorch NeuralNet
+        An initialised net whose module the recorder hooks.
+    dataset : torch Dataset
+        The training split; its first batch of the validation iterator is compared.
+    recorder : LatentRecorder
+        Entered recorder on ``net.module_``.
+
+    Returns
+    -------
+    dict of str to (bool, str)
+        Per layer: whether the training pass gives the eval pass's latents, and why.
+
+    """
+    module = unwrap_parallel(net.module_)
+    batches = _array_batches(net, dataset)
+    if batches is None:
+        batches = (unpack_data(b) for b in net.get_iterator(dataset, training=False))
+    # Which batch-statistics layers had run when each latent was taken (in training mode).
+    ran: list[str] = []
+    upstream: dict[str, list[str]] = {}
+    handles = [m.register_forward_hook(
+                   lambda m, a, o, name=name: ran.append(name) if m.training else None)
+               for name, m in module.named_modules()
+               if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats]
+    modules = dict(module.named_modules())
+    for layer in recorder.layers:
+        target = modules[layer.removesuffix(":input")]
+
+        def seen(*_, layer=layer):
+            upstream.setdefault(layer, list(ran))
+
+        handles.append(target.register_forward_pre_hook(seen) if layer.endswith(":input")
+                       else target.register_forward_hook(seen))
+    flags = {m: m.training for m in module.modules()}
+    buffers = [(b, b.detach().clone()) for b in module.buffers()]
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            Xi, _ = next(iter(batches))  # a DataLoader draws its base seed here
+            module.train(True)
+            _forward(net, module, Xi)
+            trained = {layer: recorder.clean[layer].detach().clone() for layer in recorder.layers}
+            module.train(False)
+            _forward(net, module, Xi)
+            evaluated = {layer: recorder.outputs[layer].detach() for layer in recorder.layers}
+    finally:
+        for handle in handles:
+            handle.remove()
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
+        for m, flag in flags.items():
+            m.training = flag
+    verdicts = {}
+    for layer in recorder.layers:
+        norms = upstream.get(layer, [])
+        a, b = trained[layer].float(), evaluated[layer].float()
+        diff = float((a - b).abs().max()) if a.numel() else 0.0
+        if norms:
+            verdicts[layer] = (False, f"{', '.join(map(repr, norms))} upstream of the latent "
+                                      f"normalise{'s' if len(norms) == 1 else ''} with batch "
+                                      "statistics in training mode")
+        elif a.shape == b.shape and torch.allclose(a, b, rtol=TRAINING_PASS_RTOL,
+                                                   atol=TRAINING_PASS_ATOL):
+            verdicts[layer] = (True, f"one batch of {len(a)} gave the eval pass's latents in "
+                                     f"training mode (max abs difference {diff:.2g})")
+        else:
+            verdicts[layer] = (False, f"one batch of {len(a)} gave other latents in training "
+                                      f"mode (max abs difference {diff:.2g}): a dropout or "
+                                      "another training-mode module upstream")
+    return verdicts
+
+
+def _forward(net, module: nn.Module, Xi) -> None:
+    """Run ``module`` on a batch as skorch's ``infer`` does (inputs moved to the device)."""
+    x = to_tensor(Xi, device=net.device)
+    if isinstance(x, Mapping):
+        module(**x)
+    else:
+        module(x)

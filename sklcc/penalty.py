@@ -73,6 +73,9 @@ class FitState:
     refresh_worker : RefreshWorker or None
         The background refresh of ``lcc_refresh_mode="overlap"``
         (:class:`~sklcc.refresh_worker.RefreshWorker`).
+    latent_source : tuple of (str, str) or None
+        Where this fit's refreshes take the training latents from (``"eval"`` or
+        ``"train"``) and why, once decided before the first refresh.
 
     """
 
@@ -84,6 +87,7 @@ class FitState:
     resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     latent_buffer: Any = None
     refresh_worker: Any = None
+    latent_source: tuple[str, str] | None = None
 
 
 class IndexedDataset(torch.utils.data.Dataset):

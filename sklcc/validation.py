@@ -228,26 +228,38 @@ LCC_TARGETS = ("nearest", "knn-mean")
 
 
 def check_target(lcc_target: Any, lcc_target_k: Any, n_representatives: Any) -> None:
-    """Raise unless the target parameters name a target and agree with each other.
+    """Raise unless the target parameters name a target and do not contradict each other.
+
+    ``n_representatives="auto"`` (the default) resolves under either target and
+    ``lcc_target_k`` is only used by ``"knn-mean"`` (ignored under ``"nearest"``, as
+    scikit-learn's ``SVC`` ignores ``degree`` under an RBF kernel); the one
+    contradiction is an explicit number of representatives with ``"knn-mean"``, which
+    takes every correctly clustered sample.
 
     Examples
     --------
+    >>> check_target("knn-mean", 50, "auto")
+    >>> check_target("nearest", 50, 32)
     >>> check_target("knn-mean", 50, 32)
     Traceback (most recent call last):
     ...
-    ValueError: lcc_target='knn-mean' takes every correctly clustered sample as a candidate, so n_representatives must be None (got 32); pass n_representatives=None, or lcc_target='nearest' to draw representatives.
+    ValueError: lcc_target='knn-mean' takes every correctly clustered sample as a candidate, so it draws no representatives (got n_representatives=32); leave n_representatives='auto' (or None), or pass lcc_target='nearest' to draw 32 per cluster.
 
     """  # noqa: E501
     check_choice("lcc_target", lcc_target, LCC_TARGETS)
     check_integer("lcc_target_k", lcc_target_k, 1, allow_none=True)
-    if lcc_target == "nearest" and lcc_target_k is not None:
-        raise ValueError(
-            f"lcc_target_k={lcc_target_k!r} applies to lcc_target='knn-mean' only; pass "
-            "lcc_target_k=None with 'nearest', or lcc_target='knn-mean'."
-        )
-    if lcc_target == "knn-mean" and n_representatives is not None:
+    if not (isinstance(n_representatives, str) and n_representatives == "auto"):
+        try:
+            check_integer("n_representatives", n_representatives, 1, allow_none=True)
+        except ValueError:
+            raise ValueError(
+                f"n_representatives={n_representatives!r} is invalid: expected 'auto', an "
+                "integer >= 1 or None."
+            ) from None
+    if lcc_target == "knn-mean" and n_representatives not in ("auto", None):
         raise ValueError(
             "lcc_target='knn-mean' takes every correctly clustered sample as a candidate, "
-            f"so n_representatives must be None (got {n_representatives!r}); pass "
-            "n_representatives=None, or lcc_target='nearest' to draw representatives."
+            f"so it draws no representatives (got n_representatives={n_representatives!r}); "
+            "leave n_representatives='auto' (or None), or pass lcc_target='nearest' to draw "
+            f"{n_representatives!r} per cluster."
         )

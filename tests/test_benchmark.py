@@ -191,8 +191,21 @@ def test_clustering_defaults_come_from_the_estimator():
     cfg = _config()
     signature = inspect.signature(LCCClassifier).parameters
     for name in ("cluster_sample_size", "cluster_n_components", "n_neighbors",
-                 "n_representatives", "louvain_resolution"):
+                 "louvain_resolution"):
         assert cfg[name] == signature[name].default, name
+    # n_representatives='auto' is recorded as what it resolves to under the target
+    assert signature["n_representatives"].default == "auto"
+    assert cfg["n_representatives"] == 32 == _config("--n-representatives", "auto")[
+        "n_representatives"]
+    assert _config("--lcc-target", "knn-mean")["n_representatives"] is None
+    assert _config("--n-representatives", "16")["n_representatives"] == 16
+    assert _config("--n-representatives", "0")["n_representatives"] is None
+    assert _config("--lcc-target", "knn-mean", "--n-representatives", "0")[
+        "n_representatives"] is None
+    with pytest.raises(SystemExit):
+        _config("--lcc-target", "knn-mean", "--n-representatives", "16")  # contradictory
+    with pytest.raises(SystemExit):
+        _config("--n-representatives", "many")
     assert cfg["center_weight"] == inspect.signature(CenterLossClassifier).parameters[
         "center_weight"].default
     assert cfg["image_size"] == 128 and _config("--dataset", "digits")["image_size"] == 32
@@ -233,8 +246,6 @@ def test_published_preset_sets_the_recipe_and_the_grid():
     assert len(_config("--preset", "published", "--grid-k", "5")["methods"]) == 1 + 4
     with pytest.raises(SystemExit):
         _config("--grid-weights", "0.01")  # the grid needs all three lists
-    with pytest.raises(SystemExit):
-        _config("--lcc-target", "knn-mean")  # with 32 representatives: contradictory
 
 
 def test_grid_cells_build_the_published_lcc():

@@ -101,6 +101,80 @@ def test_bad_schedule_parameters_are_refused_by_name(digits, param, value):
         small(**{param: value}).fit(*digits)
 
 
+# ---------------------------------------------------------------- lcc_latents="auto"
+
+
+class Upstream(torch.nn.Module):
+    """A module that behaves differently in training, then the latent layer ``hidden``."""
+
+    def __init__(self, kind="none"):
+        super().__init__()
+        first = {"none": torch.nn.Identity(), "batch-norm": torch.nn.BatchNorm1d(64),
+                 "dropout": torch.nn.Dropout(0.2)}[kind]
+        self.hidden = torch.nn.Sequential(first, torch.nn.Linear(64, 32), torch.nn.ReLU())
+        self.out = torch.nn.Linear(32, 10)
+
+    def forward(self, x):
+        return torch.softmax(self.out(self.hidden(x)), dim=-1)
+
+
+def same_run(a, b):
+    """Bit-identical training (history up to the latent source, weights, predictions)."""
+    source = [history_key(k) for k in ("latents_source", "latents_reason")]
+    for key in ["train_loss", "train_lcc", *(history_key(k) for k in STAT_KEYS + SCHEDULE_KEYS)]:
+        if key not in source:
+            assert [r.get(key) for r in a.history] == [r.get(key) for r in b.history], key
+    for p, q in zip(a.module_.state_dict().values(), b.module_.state_dict().values(),
+                    strict=True):
+        assert torch.equal(p, q)
+
+
+def test_auto_is_the_default_and_takes_the_training_latents_of_a_plain_mlp(digits):
+    net = small(max_epochs=3).fit(*digits)  # no dropout, no batch-norm
+    assert LCCClassifier(MLP).lcc_latents == "auto"
+    assert net.lcc_latents_ == "train" and "eval pass's latents" in net.lcc_latents_reason_
+    assert net.history[:, "lcc_latents_source"] == ["train"] * 2
+    assert net.history[:, "lcc_latents_reason"] == [net.lcc_latents_reason_] * 2
+    assert net.history[:, "lcc_latents_eval"] == [0.0] * 2  # no eval pass
+    # deciding left the run alone: bit for bit the run of an explicit "train"
+    same_run(net, small(max_epochs=3, lcc_latents="train").fit(*digits))
+
+
+@pytest.mark.parametrize("kind, why", [("batch-norm", "'hidden.0' upstream of the latent "
+                                                     "normalises with batch statistics"),
+                                       ("dropout", "gave other latents in training mode")])
+def test_auto_keeps_the_eval_pass_where_training_changes_the_latents(digits, kind, why):
+    net = small(module=Upstream, module__kind=kind, max_epochs=3).fit(*digits)
+    assert net.lcc_latents_ == "eval" and why in net.lcc_latents_reason_
+    assert net.history[:, "lcc_latents_source"] == ["eval"] * 2
+    assert net.history[:, "lcc_latents_eval"] == [1.0] * 2
+    # the comparison restored the running statistics, the flags and the random state
+    same_run(net, small(module=Upstream, module__kind=kind, max_epochs=3,
+                        lcc_latents="eval").fit(*digits))
+
+
+def test_auto_takes_training_latents_behind_a_dropout_that_feeds_the_latent(digits):
+    # LatentRecorder undoes a dropout feeding the latent directly, as the eval pass would.
+    net = small(module__dropout=0.5, lcc_layers=["out:input"], max_epochs=2).fit(*digits)
+    assert net.lcc_latents_ == "train"
+    net = small(module__dropout=0.5, lcc_layers=["dropout"], max_epochs=2)
+    assert net.fit(*digits).lcc_latents_ == "train"  # the dropout's own output: undone too
+
+
+def test_explicit_sources_are_recorded_as_given(digits):
+    net = small(max_epochs=2, lcc_latents="eval").fit(*digits)
+    assert net.lcc_latents_ == "eval" and net.lcc_latents_reason_ == "lcc_latents='eval' given"
+    assert net.history[-1, "lcc_latents_source"] == "eval"
+
+
+def test_auto_with_overlap_and_several_layers(digits):
+    net = small(module=Upstream, module__kind="batch-norm", lcc_layers=["hidden", "out"],
+                lcc_refresh_mode="overlap", max_epochs=3).fit(*digits)
+    # one layer needing the eval pass makes both take it (the pass is paid anyway)
+    assert net.lcc_latents_ == "eval"
+    assert "hidden: " in net.lcc_latents_reason_ and "out: " in net.lcc_latents_reason_
+
+
 # ---------------------------------------------------------------- the latent buffer
 
 
@@ -121,8 +195,9 @@ def test_train_latents_cluster_like_the_eval_pass_where_both_see_the_same_latent
     kw = dict(module=FixedLatent, lcc_layers=["embed"], max_epochs=4)
     ev = small(**kw, lcc_latents="eval").fit(*digits)
     tr = small(**kw, lcc_latents="train").fit(*digits)
+    source = [history_key(k) for k in ("latents_eval", "latents_source", "latents_reason")]
     for key in SAME_KEYS:
-        if key != history_key("latents_eval"):
+        if key not in source:
             assert ev.history[:, key] == tr.history[:, key], key
     assert tr.history[:, "lcc_latents_eval"] == [0.0] * 3
     assert ev.history[:, "lcc_latents_eval"] == [1.0] * 3

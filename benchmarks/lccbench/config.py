@@ -16,6 +16,7 @@ from typing import Any
 
 from sklcc import CenterLossClassifier, LCCClassifier
 from sklcc.neighbors import KNN_ALGORITHMS
+from sklcc.representatives import AUTO_REPRESENTATIVES
 
 from .models import PLACEMENTS, parse_finetune
 
@@ -89,6 +90,16 @@ FULL = {"epochs": 30, "seeds": [0, 1, 2, 3, 4], "lcc_warmup": 10, "lcc_interval"
 
 def _default(estimator: type, name: str) -> Any:
     return inspect.signature(estimator).parameters[name].default
+
+
+def _auto_or_int(text: str) -> str | int:
+    """Parse ``'auto'`` or an integer (the type of ``--n-representatives``)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer, got {text!r}") from None
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -188,9 +199,11 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
                         "each R")
     g.add_argument("--n-neighbors", type=int, default=_default(LCCClassifier, "n_neighbors"),
                    help="neighbours per sample in the kNN graph")
-    g.add_argument("--n-representatives", type=int,
+    g.add_argument("--n-representatives", type=_auto_or_int,
                    default=_default(LCCClassifier, "n_representatives"),
-                   help="correctly clustered samples drawn per cluster as targets (0 for all)")
+                   help="correctly clustered samples drawn per cluster as targets of "
+                        "--lcc-target nearest (0 for all); 'auto': "
+                        f"{AUTO_REPRESENTATIVES} under nearest, every one under knn-mean")
     g.add_argument("--lcc-target", choices=["nearest", "knn-mean"],
                    default=_default(LCCClassifier, "lcc_target"),
                    help="the nearest representative, or the published mean of the k nearest "
@@ -274,10 +287,16 @@ def resolve_config(args: argparse.Namespace, argv: list[str] | None = None,
     # 0 on the command line: no subsample, no projection, every candidate.
     cfg["cluster_sample_size"] = cfg["cluster_sample_size"] or None
     cfg["cluster_n_components"] = cfg["cluster_n_components"] or None
+    # 'auto' is recorded as what it resolves to, so a recipe reads the same whether its
+    # value was given or defaulted (and stores written before 'auto' still resume).
+    knn_mean = cfg["lcc_target"] == "knn-mean"
+    if cfg["n_representatives"] == "auto":
+        cfg["n_representatives"] = None if knn_mean else AUTO_REPRESENTATIVES
+    elif knn_mean and cfg["n_representatives"]:
+        raise SystemExit(f"--lcc-target knn-mean takes every correctly clustered sample, so "
+                         f"--n-representatives {cfg['n_representatives']} contradicts it: "
+                         "leave it out ('auto') or pass 0.")
     cfg["n_representatives"] = cfg["n_representatives"] or None
-    if cfg["lcc_target"] == "knn-mean" and cfg["n_representatives"] is not None:
-        raise SystemExit("--lcc-target knn-mean takes every correctly clustered sample: pass "
-                         "--n-representatives 0.")
     grid = [cfg["grid_weights"], cfg["grid_k"], cfg["grid_layers"]]
     if any(grid) and not all(grid):
         raise SystemExit("--grid-weights, --grid-k and --grid-layers go together; got "

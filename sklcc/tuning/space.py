@@ -95,7 +95,8 @@ def check_search_space(
         The estimator whose parameters are searched.
     param_distributions : mapping of str to optuna.distributions.BaseDistribution or None
         Parameter names (as ``set_params`` takes them) and their distributions; ``None`` means
-        :func:`default_search_space`.
+        :func:`default_search_space`, less ``n_representatives`` for an estimator with
+        ``lcc_target="knn-mean"`` (which draws no representatives).
 
     Returns
     -------
@@ -120,6 +121,8 @@ def check_search_space(
 
     """
     space = default_search_space() if param_distributions is None else param_distributions
+    if param_distributions is None and getattr(estimator, "lcc_target", None) == "knn-mean":
+        del space["n_representatives"]  # knn-mean draws none: only used with "nearest"
     if not isinstance(space, Mapping):
         raise TypeError(
             f"param_distributions must be a dict of parameter name to Optuna distribution, got "
