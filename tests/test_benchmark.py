@@ -596,3 +596,19 @@ def test_confirmation_arms_run_record_provenance_and_refuse_mixed_runs(tmp_path)
                            timeout=600, cwd=REPO)
     assert mixed.returncode == 0, mixed.stderr[-4000:]
     assert "Runs of one method differ" in (out / "results.md").read_text()
+
+
+def test_default_cost_smoke(tmp_path):
+    # benchmarks/default_cost.py on tiny sizes: both fits, the ratio and both splits.
+    import default_cost
+
+    results = default_cost.main(["--n-samples", "500", "--n-features", "16", "--hidden", "16",
+                                 "--epochs", "3", "--batch-size", "64", "--pairs", "1",
+                                 "--out", str(tmp_path)])
+    s = results["summary"]
+    assert s["ratio_median"] > 0 and s["refreshes_per_fit"] == 2
+    assert set(s["refresh"]) == set(default_cost.REFRESH_SPLIT)
+    assert 0 < s["batch"]["penalty_batch_s"] < s["batch"]["lcc_batch_s"]
+    assert results["pairs"][0]["lcc_latents"] == "train"  # no dropout, no batch-norm
+    assert json.loads((tmp_path / "default_cost.json").read_text())["regime"] == "mlp"
+    assert "Fit-time ratio LCC / plain" in (tmp_path / "default_cost.md").read_text()
