@@ -42,9 +42,13 @@ def _title(text: str, char: str) -> str:
     return f"{text}\n{char * len(text)}\n"
 
 
-def write_api_page(path: Path) -> dict[int, str]:
-    """Write the reference to ``path``; return ``{id(object): its documented name}``."""
-    documented: dict[int, str] = {}
+def write_api_page(path: Path) -> dict[int | str, str]:
+    """Write the reference to ``path``; return ``{id(object): its documented name}``.
+
+    Constants are keyed by their dotted name instead: equal strings or tuples may be one
+    object.
+    """
+    documented: dict[int | str, str] = {}
     sections = []
     for module_name in public_modules():
         module = importlib.import_module(module_name)
@@ -52,10 +56,10 @@ def write_api_page(path: Path) -> dict[int, str]:
         rows = []
         for name in names:
             obj = getattr(module, name)
-            key = id(obj)
+            key: int | str = id(obj)
             # Constants (strings, tuples) may be shared objects; give each its own entry.
             if isinstance(obj, (str, int, float, tuple, frozenset, dict, list)):
-                key = id((module_name, name))
+                key = f"{module_name}.{name}"
             if key not in documented:
                 documented[key] = f"{module_name}.{name}"
             rows.append(documented[key])
