@@ -523,6 +523,13 @@ def test_check_poolable_names_the_runs_that_differ():
     assert "--allow-mixed-runs" in str(err.value) and "seed 2: lcc_weight=0.03" in str(err.value)
     (line,) = check_poolable(mixed, allow_mixed=True)
     assert line.startswith("lcc: seed 0: ")
+    # a library version that moved between sessions counts too
+    newer = run(1, "brute")
+    newer["provenance"]["versions"] = {"faiss-cpu": "1.9.0"}
+    older = run(0, "brute")
+    older["provenance"]["versions"] = {"faiss-cpu": "1.8.0"}
+    with pytest.raises(ValueError, match=r"seed 1: faiss-cpu=1.9.0"):
+        check_poolable([older, newer])
     # older run files: no configuration recorded, engines read from the refreshes
     old = [{"method": "lcc", "seed": s, "refreshes": [{"lcc_knn_algorithm": k}]}
            for s, k in ((0, "brute"), (1, "hnsw"))]

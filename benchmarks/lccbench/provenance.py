@@ -244,17 +244,17 @@ def commits_of(runs: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
     return out
 
 
-def _config_and_engines(run: Mapping[str, Any]) -> tuple[dict, dict]:
+def _config_and_engines(run: Mapping[str, Any]) -> tuple[dict, dict, dict]:
     prov = run.get("provenance") or {}
     engines = prov.get("engines", run_engines(run.get("refreshes", [])))
-    return prov.get("method_config") or {}, engines
+    return prov.get("method_config") or {}, engines, prov.get("versions") or {}
 
 
 def check_poolable(runs: Sequence[Mapping[str, Any]], allow_mixed: bool = False) -> list[str]:
-    """Refuse to pool runs of one method that differ in configuration or engines.
+    """Refuse to pool runs of one method that differ in configuration, engines or libraries.
 
     Runs that recorded no configuration (older run files) are compared by their
-    engines alone.
+    engines alone; a library version counts where both runs recorded it.
 
     Parameters
     ----------
@@ -289,8 +289,10 @@ def check_poolable(runs: Sequence[Mapping[str, Any]], allow_mixed: bool = False)
         records = {r["seed"]: _config_and_engines(r) for r in mine}
         seeds = list(records)
         differing = []
-        for part in (0, 1):
+        for part in (0, 1, 2):
             keys = sorted({k for rec in records.values() for k in rec[part]})
+            if part == 2:  # versions: only between runs that recorded them
+                keys = [k for k in keys if all(records[s][2] for s in seeds)]
             differing += [(part, k) for k in keys
                           if len({repr(records[s][part].get(k)) for s in seeds}) > 1]
         if not differing:
@@ -305,8 +307,8 @@ def check_poolable(runs: Sequence[Mapping[str, Any]], allow_mixed: bool = False)
             for text, s in groups.items()))
     if problems and not allow_mixed:
         raise ValueError(
-            "runs that differ in method configuration or engines would be pooled into one "
-            "table:\n  " + "\n  ".join(problems) + "\nrerun them alike, or pass "
+            "runs that differ in method configuration, engines or library versions would "
+            "be pooled into one table:\n  " + "\n  ".join(problems) + "\nrerun them alike, or pass "
             "--allow-mixed-runs to report them together with this list."
         )
     return problems
