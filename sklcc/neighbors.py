@@ -9,14 +9,14 @@ Four search engines (``knn_algorithm``, named as in scikit-learn's
 ``NearestNeighbors``), wrapped by :class:`NeighborSearch`:
 
 - ``"kd_tree"``: scipy's exact KD-tree, on all cores; fast in few dimensions (logits).
-- ``"brute"``: exact, by faiss's brute force on the CPU (:func:`brute_force_neighbors`:
+- ``"brute"``: exact, by faiss's brute force on the CPU (``brute_force_neighbors``:
   blocked BLAS products and a heap per query); the fastest engine up to 50,000 x 50,000
   distances and for large ``k``. Where faiss is not used (macOS and Windows, see
-  :func:`brute_force_neighbors`) and on a GPU, the same search by torch's chunked
-  matrix products and ``topk`` (:func:`exact_neighbors`).
+  ``brute_force_neighbors``) and on a GPU, the same search by torch's chunked
+  matrix products and ``topk`` (``exact_neighbors``).
 - ``"hnsw"``: an approximate hnswlib index, built on one thread so that a seed
   reproduces the graph.
-- ``"ivf"``: an approximate faiss inverted-file index (:func:`build_ivf_index`): seeded
+- ``"ivf"``: an approximate faiss inverted-file index (``build_ivf_index``): seeded
   k-means cells, each query compared exactly with the rows of its few nearest cells.
   On Linux only (where faiss is used).
 
@@ -173,7 +173,7 @@ class NeighborSearch:
     random_state : int, default=0
         Seed of the approximate indexes (the exact engines need none).
     device : str or torch.device, optional
-        Search exactly with torch on this device (:func:`exact_neighbors`, chunked
+        Search exactly with torch on this device (``exact_neighbors``, chunked
         matrix products: what a GPU does fast); ``Z`` may then be a tensor there and
         ``knn_algorithm`` is not used. On ``"cpu"`` this is the exact search sklcc
         runs where faiss is not used (macOS, Windows).
@@ -231,7 +231,7 @@ class NeighborSearch:
             Threads of the search; -1: all cores for the KD-tree and hnswlib, torch's
             thread count for faiss (the brute force and ``"ivf"``).
         ef : int, optional
-            hnswlib's search breadth (see :func:`nearest_neighbors`); ignored by the
+            hnswlib's search breadth (see ``nearest_neighbors``); ignored by the
             other engines.
 
         Returns
@@ -298,7 +298,7 @@ def nearest_neighbors(
     Parameters
     ----------
     index : hnswlib.Index
-        Index from :func:`build_index`.
+        Index from ``build_index``.
     Q : ndarray of shape (n_queries, n_features)
         Query vectors.
     n_neighbors : int
@@ -444,7 +444,7 @@ def brute_force_neighbors(Z: np.ndarray, Q: np.ndarray, n_neighbors: int, *,
     products and ``topk`` on this project's 2-core CPU, which spent most of its time
     writing and re-reading the full rows of distances (docs/benchmarks.md, "Neighbour
     search engines"). Deterministic for a fixed input. Where faiss is not used (macOS,
-    Windows: :func:`_faiss`), the same exact search by :func:`exact_neighbors` in torch.
+    Windows: :func:`_faiss`), the same exact search by ``exact_neighbors`` in torch.
 
     Parameters
     ----------
@@ -503,7 +503,7 @@ def build_ivf_index(Z: np.ndarray, *, random_state: int = 0, n_jobs: int = -1):
 
     Seeded k-means splits the rows into about ``2 sqrt(n)`` cells (at most one per 39
     rows, what faiss's k-means asks for); a query is then compared exactly with the
-    rows of its 16 nearest cells only (:func:`ivf_neighbors`). The k-means and the
+    rows of its 16 nearest cells only (``ivf_neighbors``). The k-means and the
     searches are deterministic for a fixed input, seed and thread count.
 
     Parameters
@@ -545,10 +545,10 @@ def build_ivf_index(Z: np.ndarray, *, random_state: int = 0, n_jobs: int = -1):
 
 def ivf_neighbors(index, Z: np.ndarray, Q: np.ndarray, n_neighbors: int, *,
                   n_jobs: int = -1) -> np.ndarray:
-    """Ids of the ``n_neighbors`` nearest rows of ``Z`` by an index of :func:`build_ivf_index`.
+    """Ids of the ``n_neighbors`` nearest rows of ``Z`` by an index of ``build_ivf_index``.
 
     A query whose searched cells hold fewer than ``n_neighbors`` rows (faiss pads
-    its answer with -1) is searched exactly instead (:func:`brute_force_neighbors`):
+    its answer with -1) is searched exactly instead (``brute_force_neighbors``):
     an id of -1 never comes back.
 
     Parameters
@@ -583,7 +583,7 @@ def ivf_neighbors(index, Z: np.ndarray, Q: np.ndarray, n_neighbors: int, *,
 def exact_neighbors(Z, Q=None, n_neighbors: int = 1, *, chunk_size: int = 4096) -> np.ndarray:
     """Exact nearest neighbours by chunked matrix products in torch, on ``Z``'s device.
 
-    The search a GPU does in milliseconds (on the CPU, :func:`brute_force_neighbors`
+    The search a GPU does in milliseconds (on the CPU, ``brute_force_neighbors``
     is faster): squared distances
     ``|z|^2 - 2 q.z`` of one chunk of queries at a time against every row of ``Z``,
     then ``topk``. Memory is ``chunk_size x len(Z)`` floats at a time.
