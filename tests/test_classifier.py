@@ -499,3 +499,34 @@ def test_sliced_latents_are_not_used_for_custom_datasets_or_loaders(digits):
     custom = small(max_epochs=1, iterator_valid__collate_fn=torch.utils.data.default_collate)
     custom.fit(X, y)
     assert latents._array_batches(custom, custom.get_dataset(X, y)) is None
+
+
+@pytest.mark.parametrize("kind", ["array", "tensor", "subset", "y-none", "subclass"])
+def test_batched_fetch_gives_the_per_sample_batch(kind):
+    # IndexedDataset.__getitems__ slices plain arrays once per batch: the collated batch
+    # must be the one per-sample fetching gives (values, dtypes, positions).
+    from skorch.dataset import Dataset
+    from torch.utils.data import Subset
+    from torch.utils.data.dataloader import default_collate
+
+    from sklcc.penalty import IndexedDataset
+
+    class Doubled(Dataset):  # a transform the batched path must not skip
+        def transform(self, X, y):
+            return 2 * X, y
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 4, 2)).astype(np.float32), rng.integers(0, 3, 30)
+    base = {"array": lambda: Dataset(X, y),
+            "tensor": lambda: Dataset(torch.from_numpy(X), torch.from_numpy(y)),
+            "subset": lambda: Subset(Dataset(X, y), rng.permutation(30)[:20].tolist()),
+            "y-none": lambda: Dataset(X, None),
+            "subclass": lambda: Doubled(X, y)}[kind]()
+    for tensor_rows in (False, True):
+        dataset = IndexedDataset(base, tensor_rows=tensor_rows)
+        assert (dataset._arrays is None) == (kind in ("y-none", "subclass"))
+        index = [7, 3, 3, 0, 12]
+        fast = default_collate(dataset.__getitems__(index))
+        slow = default_collate([dataset[i] for i in index])
+        for a, b in zip(fast, slow, strict=True):
+            assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
