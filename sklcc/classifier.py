@@ -335,7 +335,9 @@ class LCCClassifier(LatentPenaltyClassifier):
         Returns
         -------
         source : {"eval", "train"}
+            Where the refreshes of this fit take the training latents from.
         reason : str
+            Why: the parameter given, or what ``"auto"`` found for each layer.
 
         """
         if self.lcc_latents != "auto":

@@ -139,6 +139,19 @@ class DistributedLCCClassifier(AccelerateMixin, LCCClassifier):
             self.history_ = distributed_history(self.accelerator)
         return super().initialize_history()
 
+    def resolve_latent_source(self, dataset) -> tuple[str, str]:
+        """With several processes ``lcc_latents="auto"`` keeps the gathered eval pass.
+
+        A rank's training batches hold its own shard only, so the training latents are
+        not the whole split's; with one process, as :class:`~sklcc.LCCClassifier` does.
+        """
+        if self.lcc_latents == "auto" and self._n_processes > 1:
+            self.lcc_latents_ = "eval"
+            self.lcc_latents_reason_ = ("auto: several processes, each rank's training batches "
+                                        "hold its shard only")
+            return self.lcc_latents_, self.lcc_latents_reason_
+        return super().resolve_latent_source(dataset)
+
     def train_step_single(self, batch, **fit_params):
         """Remember the batch's positions, then do ``AccelerateMixin``'s training step."""
         # AccelerateMixin's step replaces LatentPenaltyClassifier's without calling it, so

@@ -124,7 +124,7 @@ class LatentRecorder:
     layers : list of str
         Layer names from :func:`resolve_latent_layers`.
     undo_dropout : bool, default=False
-        Also keep, in :attr:`clean`, each latent as it was before a dropout: where a
+        Also keep, in ``clean``, each latent as it was before a dropout: where a
         latent is the very tensor a dropout module returned in training mode (the
         input of a ``Linear`` that follows a ``Dropout``, or the dropout's own
         output), its clean version is that dropout's input, which is what an
@@ -139,7 +139,7 @@ class LatentRecorder:
         graph during training: what the training loss acts on.
     clean : dict of str to Tensor
         The same latents with a directly preceding dropout undone (with
-        ``undo_dropout``; otherwise the same tensors as :attr:`outputs`): what a
+        ``undo_dropout``; otherwise the same tensors as ``outputs``): what a
         refresh clusters with ``lcc_latents="train"``.
 
     Examples
@@ -320,10 +320,10 @@ def compare_training_pass(net, dataset, recorder: LatentRecorder) -> dict[str, t
     Decides ``lcc_latents="auto"``. A layer agrees when no normalisation layer that
     uses batch statistics in training mode (batch-norm, an instance norm tracking
     running statistics) runs before it, and when one batch of ``dataset`` gives the
-    same latents in both modes, within :data:`TRAINING_PASS_RTOL` and
-    :data:`TRAINING_PASS_ATOL` (which catches a dropout further upstream, a dropout
+    same latents in both modes, within ``TRAINING_PASS_RTOL`` and
+    ``TRAINING_PASS_ATOL`` (which catches a dropout further upstream, a dropout
     applied as a function, or any other module that behaves differently in training).
-    The training-mode latents are the recorder's :attr:`~LatentRecorder.clean` ones,
+    The training-mode latents are the recorder's ``clean`` ones,
     as the refresh would use them.
 
     Nothing of the fit is disturbed: both passes run without gradient on the
