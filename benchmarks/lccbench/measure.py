@@ -6,12 +6,13 @@ import math
 import os
 import platform
 import resource
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .provenance import git_state
 
 __all__ = ["MEMORY_NOTES", "PeakMemory", "machine_info"]
 
@@ -111,19 +112,7 @@ def machine_info(device: str) -> dict[str, Any]:
         device_name = torch.cuda.get_device_name(torch.device(device))
     else:
         device_name = f"CPU ({cpu_model})"
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=here,
-        ).stdout.strip()
-        # Uncommitted changes to tracked files mean the commit alone does not say
-        # which code produced the figures.
-        dirty = bool(subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-            text=True, check=True, cwd=here,
-        ).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = None, None
+    git = git_state(Path(__file__).resolve().parent)
     return {
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -135,8 +124,7 @@ def machine_info(device: str) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "device": device,
         "device_name": device_name,
-        "git_commit": commit,
-        "git_dirty": dirty,
+        **git,
     }
 
 

@@ -220,8 +220,9 @@ def verdict(summary: PairedSummary | Mapping[str, Any], min_effect: float) -> st
     'refuted (harm)'
 
     """
-    get = summary.get if isinstance(summary, Mapping) else summary.__getattribute__
-    low, high = get("ci_low"), get("ci_high")
+    if isinstance(summary, PairedSummary):
+        summary = summary.to_dict()
+    low, high = summary["ci_low"], summary["ci_high"]
     if low is None or high is None or math.isnan(low) or math.isnan(high):
         return "undefined"
     if low > 0:
