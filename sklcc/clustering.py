@@ -12,9 +12,11 @@ published method does.
 from __future__ import annotations
 
 import os
+from functools import cache
 
 import numpy as np
 from sklearn.decomposition import PCA
+from threadpoolctl import ThreadpoolController
 
 __all__ = ["assign_to_sample", "project", "subsample"]
 
@@ -83,7 +85,8 @@ def project(Z: np.ndarray, sample: np.ndarray, cluster_n_components: int | None,
         Seed of scikit-learn's randomized solver (above 1,000 features, on the CPU).
     device : str or torch.device, optional
         Project with torch on this device (top eigenvectors of the subsample's
-        covariance) and return a tensor there; None: scikit-learn's PCA, an ndarray.
+        covariance) and return a tensor there; None: scikit-learn's PCA on one BLAS
+        thread, an ndarray.
 
     Returns
     -------
@@ -113,7 +116,17 @@ def project(Z: np.ndarray, sample: np.ndarray, cluster_n_components: int | None,
     # randomized solver for wide latents.
     solver = "covariance_eigh" if Z.shape[1] <= _EIGH_MAX_FEATURES else "randomized"
     pca = PCA(n_components, svd_solver=solver, random_state=random_state)
-    return pca.fit(Z[sample]).transform(Z).astype(np.float32)
+    # One BLAS thread: OpenBLAS's idle threads spin after a call and took a core from
+    # the neighbour search that follows (docs/benchmarks.md, "Cost at the defaults"),
+    # and the projection no longer depends on the number of cores.
+    with _blas().limit(limits=1, user_api="blas"):
+        return pca.fit(Z[sample]).transform(Z).astype(np.float32)
+
+
+@cache
+def _blas() -> ThreadpoolController:
+    """Return the loaded BLAS libraries as threadpoolctl sees them (scanned once)."""
+    return ThreadpoolController()
 
 
 def take_rows(X, ids: np.ndarray):
