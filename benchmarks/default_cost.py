@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from skorch import NeuralNetClassifier
 
+import sklcc
 from sklcc import LCCClassifier
 from sklcc.diagnostics import history_key
 
@@ -188,7 +189,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
             "refresh_median": {k: statistics.median(r[k] for r in refreshes)
                                for k in REFRESH_SPLIT} if refreshes else {},
             "batch": epoch_split(nets["plain"], lcc),
-            "lcc_latents": lcc.lcc_latents_, "lcc_latents_reason": lcc.lcc_latents_reason_,
+            # Packages before lcc_latents="auto" (as in a before/after run) have no
+            # resolved value: their parameter is what ran.
+            "lcc_latents": getattr(lcc, "lcc_latents_", lcc.lcc_latents),
+            "lcc_latents_reason": getattr(lcc, "lcc_latents_reason_", "the parameter"),
             "engines": {k: lcc.history[-1].get(history_key(k))
                         for k in ("louvain_backend", "knn_algorithm")},
         })
@@ -206,9 +210,20 @@ def run(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     }
     return {"regime": args.regime, "data": data, "pairs": pairs, "summary": summary,
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "sklcc": {"path": str(Path(sklcc.__file__).parent),
+                      "commit": _commit(Path(sklcc.__file__).parent)},
             "machine": {"python": platform.python_version(), "torch": torch.__version__,
                         "torch_threads": torch.get_num_threads(),
                         "processor": platform.processor() or platform.machine()}}
+
+
+def _commit(folder: Path) -> str | None:
+    """Commit of the git checkout holding ``folder`` (None outside one)."""
+    import subprocess
+
+    done = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"],
+                          capture_output=True, text=True)
+    return done.stdout.strip() or None
 
 
 def render(results: dict[str, Any]) -> str:
@@ -217,7 +232,9 @@ def render(results: dict[str, Any]) -> str:
     out = [f"# Cost of LCCClassifier's defaults against plain skorch ({results['regime']})", "",
            f"`{results['command']}`; data {results['data']['shape']}; "
            f"{len(results['pairs'])} pairs, medians; torch threads "
-           f"{results['machine']['torch_threads']}.", "",
+           f"{results['machine']['torch_threads']}; sklcc from "
+           f"`{results.get('sklcc', {}).get('path')}` at "
+           f"{(results.get('sklcc', {}).get('commit') or 'no git checkout')[:7]}.", "",
            "| pair | order | plain s | LCC s | ratio | latents |", "|---|---|---|---|---|---|"]
     for p in results["pairs"]:
         out.append(f"| {p['seed']} | {' then '.join(p['order'])} | {p['plain_s']:.2f} | "
