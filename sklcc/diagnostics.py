@@ -33,6 +33,17 @@ REFRESH_KEYS = STAT_KEYS + TIMING_KEYS + SCHEDULE_KEYS + ENGINE_KEYS
 def history_key(key: str) -> str:
     """Name of a refresh diagnostic in ``net.history``.
 
+    Parameters
+    ----------
+    key : str
+        One of :data:`~sklcc.diagnostics.REFRESH_KEYS` (a statistic, timing, schedule
+        or engine key).
+
+    Returns
+    -------
+    str
+        ``key`` prefixed with ``"lcc_"``.
+
     Examples
     --------
     >>> history_key("misclustered")
@@ -44,6 +55,16 @@ def history_key(key: str) -> str:
 
 def term_key(penalty_name: str) -> str:
     """Name of a penalty's unweighted per-epoch term in ``net.history``.
+
+    Parameters
+    ----------
+    penalty_name : str
+        The penalty classifier's ``penalty_name`` (``"lcc"``, ``"center"``).
+
+    Returns
+    -------
+    str
+        ``penalty_name`` prefixed with ``"train_"``.
 
     Examples
     --------

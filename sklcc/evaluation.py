@@ -34,7 +34,10 @@ __all__ = ["CVDifference", "cv_difference", "paired_cv_difference", "warning_sig
 class CVDifference:
     """Paired difference of two configurations' scores over the same CV splits.
 
-    Attributes
+    Built by :func:`paired_cv_difference`; each parameter is kept as the attribute of
+    the same name.
+
+    Parameters
     ----------
     n_splits : int
         Number of splits (pairs).
@@ -68,7 +71,14 @@ class CVDifference:
     confidence: float
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form (``diffs`` as a list), for JSON."""
+        """Return the fields as a plain dict, for JSON.
+
+        Returns
+        -------
+        dict
+            Each field by name, with ``diffs`` as a list of floats.
+
+        """
         out = asdict(self)
         out["diffs"] = self.diffs.tolist()
         return out

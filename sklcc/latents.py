@@ -94,6 +94,17 @@ def unwrap_parallel(module: nn.Module) -> nn.Module:
     Layer names are those of the user's network, so they hold the same whether or not
     ``DistributedDataParallel`` (or ``DataParallel``) wraps it for training.
 
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A network, possibly wrapped (several times) in ``DistributedDataParallel`` or
+        ``DataParallel``.
+
+    Returns
+    -------
+    torch.nn.Module
+        The innermost wrapped network; ``module`` itself when it is not a wrapper.
+
     Examples
     --------
     >>> import torch
@@ -175,7 +186,14 @@ class LatentRecorder:
 
     @contextlib.contextmanager
     def detached(self) -> Iterator[None]:
-        """Take the hooks off the module inside the block (to pickle it), then put them back."""
+        """Take the hooks off the module inside the block (to pickle it), then put them back.
+
+        Yields
+        ------
+        None
+            Control returns to the block with the module free of the recorder's hooks.
+
+        """
         self._detach()
         try:
             yield

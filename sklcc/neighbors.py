@@ -231,7 +231,7 @@ class NeighborSearch:
             Threads of the search; -1: all cores for the KD-tree and hnswlib, torch's
             thread count for faiss (the brute force and ``"ivf"``).
         ef : int, optional
-            hnswlib's search breadth (see ``nearest_neighbors``); ignored by the
+            Search breadth of hnswlib (see ``nearest_neighbors``); ignored by the
             other engines.
 
         Returns

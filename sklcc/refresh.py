@@ -35,15 +35,32 @@ __all__ = ["ClusterState", "RefreshParams", "refresh_clusters"]
 class RefreshParams:
     """The estimator's refresh parameters, read once per refresh.
 
-    Each field is the :class:`~sklcc.LCCClassifier` parameter of the same name (its
-    signature holds the defaults; :meth:`defaults` reads them from there), except
-    ``cluster_device``.
+    Each parameter is kept as the attribute of the same name and, except
+    ``cluster_device``, is the :class:`~sklcc.LCCClassifier` parameter of that name,
+    documented there in full (its signature holds the defaults; :meth:`defaults` reads
+    them from there).
 
-    Attributes
+    Parameters
     ----------
-    n_neighbors, louvain_resolution, n_representatives, lcc_target, lcc_target_k, \
-cluster_sample_size, cluster_n_components, louvain_backend, knn_algorithm
-        See :class:`~sklcc.LCCClassifier`.
+    n_neighbors : int
+        Neighbours per sample in the kNN graph.
+    louvain_resolution : float
+        Louvain resolution: higher gives more, smaller clusters.
+    n_representatives : "auto", int or None
+        Correctly clustered samples drawn per cluster as targets of ``"nearest"``.
+    lcc_target : {"nearest", "knn-mean"}
+        Where a misclustered sample is pulled.
+    lcc_target_k : int or None
+        ``k`` of ``"knn-mean"``; None uses ``n_neighbors``.
+    cluster_sample_size : int or None
+        Size of the subsample the graph and Louvain run on; None clusters every sample.
+    cluster_n_components : int or None
+        Principal components the graph and the assignment work on; None keeps the
+        latents whole.
+    louvain_backend : str or None
+        Louvain engine; None for the default.
+    knn_algorithm : {"auto", "kd_tree", "brute", "hnsw", "ivf"}
+        Neighbour search of the graph and of the assignment to the subsample.
     cluster_device : str or torch.device, optional
         Device of the projection and the neighbour searches (torch's exact search);
         None keeps them on the CPU with ``knn_algorithm``.
@@ -90,7 +107,19 @@ cluster_sample_size, cluster_n_components, louvain_backend, knn_algorithm
 
     @classmethod
     def defaults(cls, **overrides) -> RefreshParams:
-        """Read the defaults of :class:`~sklcc.LCCClassifier`'s signature, then ``overrides``."""
+        """Read the defaults of :class:`~sklcc.LCCClassifier`'s signature, then ``overrides``.
+
+        Parameters
+        ----------
+        **overrides
+            Fields to replace, by name.
+
+        Returns
+        -------
+        params : RefreshParams
+            The defaults, with ``overrides`` in place of the named fields.
+
+        """
         from .classifier import LCCClassifier
 
         signature = inspect.signature(LCCClassifier).parameters
@@ -103,7 +132,10 @@ cluster_sample_size, cluster_n_components, louvain_backend, knn_algorithm
 class ClusterState:
     """What a refresh leaves for the following epochs.
 
-    Attributes
+    Built by :func:`refresh_clusters`; each parameter is kept as the attribute of the
+    same name.
+
+    Parameters
     ----------
     labels : ndarray of shape (n_samples,)
         Cluster of each training sample, in dataset order.

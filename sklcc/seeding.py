@@ -23,6 +23,11 @@ def torch_seed(random_state: int | None) -> Iterator[None]:
     random_state : int or None
         Seed; None leaves the generators alone.
 
+    Yields
+    ------
+    None
+        Control returns to the block; the previous random state is back when it exits.
+
     Examples
     --------
     >>> import torch

@@ -30,6 +30,22 @@ __all__ = [
 def check_integer(name: str, value: Any, low: int, *, allow_none: bool = False) -> None:
     """Raise unless ``value`` is an integer ``>= low`` (or None where allowed).
 
+    Parameters
+    ----------
+    name : str
+        The parameter's name, for the message.
+    value : object
+        The value to check; booleans are not integers here.
+    low : int
+        Smallest value accepted.
+    allow_none : bool, default=False
+        Whether None is accepted.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not accepted; the message names it and what was expected.
+
     Examples
     --------
     >>> check_integer("n_neighbors", 0, 1)
@@ -48,6 +64,20 @@ def check_integer(name: str, value: Any, low: int, *, allow_none: bool = False) 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     """Raise unless ``value`` is one of ``choices``.
 
+    Parameters
+    ----------
+    name : str
+        The parameter's name, for the message.
+    value : object
+        The value to check.
+    choices : tuple of str
+        The accepted strings.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not one of ``choices``; the message lists them.
+
     Examples
     --------
     >>> check_choice("lcc_refresh_mode", "async", ("sync", "overlap"))
@@ -62,6 +92,24 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 def check_real(name: str, value: Any, *, low: float, strict: bool, hint: str) -> None:
     """Raise unless ``value`` is a finite real number above ``low`` (``>=`` unless strict).
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, for the message.
+    value : object
+        The value to check; booleans are not numbers here.
+    low : float
+        The bound.
+    strict : bool
+        Whether ``value`` must exceed ``low`` (True) or may equal it (False).
+    hint : str
+        What the bound means, appended to the message in parentheses.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not accepted; the message names it, the bound and ``hint``.
 
     Examples
     --------
@@ -108,6 +156,8 @@ def check_X(X: Any, estimator: Any, *, reset: bool) -> Any:
     Returns
     -------
     X : same kind as the input
+        Datasets and dicts unchanged, tensors as tensors, anything else as the array
+        ``check_array`` returns; numeric data as float32.
 
     """
     if is_dataset(X) or (isinstance(X, dict) and not sparse.issparse(X)):
@@ -127,6 +177,23 @@ def check_X(X: Any, estimator: Any, *, reset: bool) -> Any:
 
 def class_codes(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Position of each label of ``y`` in the sorted ``classes``; error for unknown labels.
+
+    Parameters
+    ----------
+    classes : ndarray of shape (n_classes,)
+        Sorted unique labels (an estimator's ``classes_``).
+    y : ndarray of shape (n_samples,)
+        Labels to encode.
+
+    Returns
+    -------
+    codes : ndarray of shape (n_samples,), int64
+        ``classes[codes]`` equals ``y``.
+
+    Raises
+    ------
+    ValueError
+        If ``y`` holds a label that is not in ``classes``.
 
     Examples
     --------
@@ -235,6 +302,21 @@ def check_target(lcc_target: Any, lcc_target_k: Any, n_representatives: Any) -> 
     scikit-learn's ``SVC`` ignores ``degree`` under an RBF kernel); the one
     contradiction is an explicit number of representatives with ``"knn-mean"``, which
     takes every correctly clustered sample.
+
+    Parameters
+    ----------
+    lcc_target : object
+        Must be ``"nearest"`` or ``"knn-mean"`` (``LCC_TARGETS``).
+    lcc_target_k : object
+        Must be an integer >= 1 or None.
+    n_representatives : object
+        Must be ``"auto"``, an integer >= 1 or None; only ``"auto"`` or None with
+        ``lcc_target="knn-mean"``.
+
+    Raises
+    ------
+    ValueError
+        If a value is invalid or the values contradict each other.
 
     Examples
     --------

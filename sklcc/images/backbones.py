@@ -112,7 +112,20 @@ class Backbone(nn.Module):
         return len(self.blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map standardised images ``(N, 3, H, W)`` to features ``(N, feature_dim)``."""
+        """Map standardised images to feature vectors.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, 3, H, W)
+            Images standardised with ``mean`` and ``std``
+            (:class:`~sklcc.images.preprocess.ImagePreprocess`).
+
+        Returns
+        -------
+        torch.Tensor of shape (N, feature_dim)
+            The head's features.
+
+        """
         x = self.stem(x)
         for block in self.blocks:
             x = block(x)
@@ -165,7 +178,24 @@ class BackboneTail(nn.Module):
         self.input_shape = input_shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map activations (4-D, or flattened 2-D) to features ``(N, feature_dim)``."""
+        """Map the activations entering the first block to feature vectors.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, C, H, W) or (N, C * H * W)
+            Activations; the flattened form (C order) needs ``input_shape``.
+
+        Returns
+        -------
+        torch.Tensor of shape (N, feature_dim)
+            The head's features.
+
+        Raises
+        ------
+        ValueError
+            If ``x`` is flattened and ``input_shape`` is None or does not match its width.
+
+        """
         if x.dim() == 2:
             if self.input_shape is None:
                 raise ValueError(

@@ -122,7 +122,16 @@ class ImageDataset:
 
 
 class TrainTest(NamedTuple):
-    """The train and test parts of a dataset; unpacks as ``train, test = ...``."""
+    """The train and test parts of a dataset; unpacks as ``train, test = ...``.
+
+    Parameters
+    ----------
+    train : ImageDataset
+        The training part.
+    test : ImageDataset
+        The held-out part, with the same ``classes`` as ``train``.
+
+    """
 
     train: ImageDataset
     test: ImageDataset

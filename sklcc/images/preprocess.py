@@ -41,7 +41,20 @@ class ImagePreprocess(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Resize and standardise a batch of channels-last images."""
+        """Resize and standardise a batch of channels-last images.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, H, W, 3)
+            Pixels in 0..255, of any dtype (uint8 as loaded).
+
+        Returns
+        -------
+        torch.Tensor of shape (N, 3, image_size, image_size), float32
+            ``(pixels - mean) / std`` per channel, resized when ``H`` or ``W`` differs
+            from ``image_size``.
+
+        """
         x = x.permute(0, 3, 1, 2).float()
         if x.shape[-2:] != (self.image_size, self.image_size):
             x = nn.functional.interpolate(x, size=(self.image_size, self.image_size),

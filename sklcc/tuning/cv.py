@@ -19,7 +19,9 @@ __all__ = ["FoldScore", "iter_fold_scores"]
 class FoldScore:
     """The outcome of one cross-validation fold.
 
-    Attributes
+    Each parameter is kept as the attribute of the same name.
+
+    Parameters
     ----------
     test_score : float
         The scorer's value on the held-out part of the fold.
