@@ -53,6 +53,8 @@ def subsample(n_samples: int, cluster_sample_size: int | None, *,
     Returns
     -------
     sample : ndarray of shape (n_sample,), int64
+        Sample ids in increasing order; ``n_sample`` is ``cluster_sample_size`` or,
+        without a draw, ``n_samples``.
 
     Examples
     --------
@@ -91,6 +93,8 @@ def project(Z: np.ndarray, sample: np.ndarray, cluster_n_components: int | None,
     Returns
     -------
     X : ndarray or Tensor of shape (n_samples, n_components)
+        The projected rows (float32 on the CPU), or ``Z`` itself (as a tensor on
+        ``device``) when no axis is dropped.
 
     """
     n_components = None
@@ -155,6 +159,7 @@ def assign_to_sample(sample_labels: np.ndarray, sample: np.ndarray,
     Returns
     -------
     labels : ndarray of shape (n_samples,), int64
+        Cluster of each sample, in id order.
 
     Examples
     --------

@@ -157,6 +157,7 @@ def networkit_graph(edges: np.ndarray, n_nodes: int):
     Returns
     -------
     graph : networkit.Graph
+        Graph of ``n_nodes`` nodes and the distinct edges, neighbours sorted by id.
 
     """
     import networkit as nk

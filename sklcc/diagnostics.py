@@ -16,7 +16,7 @@ __all__ = ["ENGINE_KEYS", "REFRESH_KEYS", "SCHEDULE_KEYS", "STAT_KEYS", "TIMING_
 STAT_KEYS = ("n_clusters", "modularity", "misclustered", "uncovered_classes",
              "largest_cluster", "no_target", "n_representatives")
 #: Seconds of each refresh step; ``refresh_s`` is the whole refresh, ``blocked_s`` the
-#: part of it training waited for (all of it unless ``lcc_refresh_mode="overlap"``).
+#: part of it training waited for (all of it: the refresh runs between epochs).
 TIMING_KEYS = ("latents_s", "graph_s", "communities_s", "assign_s", "index_s", "refresh_s",
                "blocked_s")
 #: Which latents the applied clusters came from: the epoch (1-based, as the history's
@@ -79,7 +79,7 @@ def refresh_stats(
     labels: np.ndarray, y: np.ndarray, owner: np.ndarray, correct: np.ndarray,
     has_target: np.ndarray, n_classes: int, modularity: float, n_representatives: int,
 ) -> dict[str, float]:
-    """Diagnostics of one refresh.
+    """Compute the diagnostics of one refresh.
 
     Parameters
     ----------

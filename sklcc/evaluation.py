@@ -108,6 +108,7 @@ def paired_cv_difference(candidate: Sequence[float], baseline: Sequence[float],
     Returns
     -------
     CVDifference
+        ``candidate - baseline`` on each split, with its interval and p-value.
 
     Examples
     --------
@@ -176,6 +177,7 @@ def cv_difference(search: Any, candidate: Mapping[str, Any], baseline: Mapping[s
     Returns
     -------
     CVDifference
+        ``candidate - baseline`` on each split, with its interval and p-value.
 
     Examples
     --------

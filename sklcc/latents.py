@@ -262,7 +262,7 @@ def _as_rows(value: torch.Tensor) -> torch.Tensor:
 
 def collect_latents(net, dataset, recorder: LatentRecorder) -> tuple[dict[str, np.ndarray],
                                                                       np.ndarray]:
-    """Latents and labels of every sample of ``dataset``, in dataset order.
+    """Collect the latents and labels of every sample of ``dataset``, in dataset order.
 
     Runs the net's evaluation step (eval mode, no gradient) over the dataset with
     the recorder's hooks attached; only the latents are moved to the CPU. The torch
@@ -280,7 +280,9 @@ def collect_latents(net, dataset, recorder: LatentRecorder) -> tuple[dict[str, n
     Returns
     -------
     latents : dict of str to ndarray of shape (n_samples, n_features)
+        Each of ``recorder.layers`` to its latents, one flattened row per sample.
     y : ndarray of shape (n_samples,), int64
+        Label of each sample.
 
     """
     chunks: dict[str, list] = {layer: [] for layer in recorder.layers}

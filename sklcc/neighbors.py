@@ -219,7 +219,7 @@ class NeighborSearch:
 
     def query(self, Q: np.ndarray, n_neighbors: int, *, n_jobs: int = -1,
               ef: int | None = None) -> np.ndarray:
-        """Ids of the ``n_neighbors`` nearest indexed rows of each row of ``Q``.
+        """Find the ``n_neighbors`` nearest indexed rows of each row of ``Q``.
 
         Parameters
         ----------

@@ -33,6 +33,7 @@ def plot_lcc_history(net, path: str | PathLike | None = None):
     Returns
     -------
     fig : matplotlib.figure.Figure
+        The five-panel figure (also saved to ``path`` when given).
 
     Examples
     --------

@@ -196,6 +196,8 @@ def refresh_clusters(
     Returns
     -------
     state : ClusterState
+        The clusters, flags and targets, with the refresh's diagnostics, timings and
+        engines.
 
     Examples
     --------

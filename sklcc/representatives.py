@@ -134,6 +134,7 @@ def make_targets(Z: np.ndarray, y: np.ndarray, labels: np.ndarray, correct: np.n
     Returns
     -------
     targets : RepresentativeIndex or KnnMeanTargets
+        What a misclustered sample of each class is pulled towards (``query(Z, y)``).
 
     """
     if lcc_target == "knn-mean":
