@@ -7,11 +7,12 @@ As in scikit-learn's ``sklearn/tests/test_docstrings.py``: every numpydoc check 
 extended summary, See Also and Examples sections (ES01, SA01, EX01) are required of classes and
 functions, not of methods; properties need no Parameters section.
 
-Relaxed for now (2026-12-05): the house style's blank line before the closing quotes (GL03),
-See Also / extended summary / Examples (SA01, ES01, EX01), return descriptions and summary
-wording (RT03, SS05, SS02) are not checked. The objects in ``KNOWN_FAILING`` still lack
-documented parameters or Returns sections (PR01, RT01, PR08, YD01); they are strict xfails, so
-fixing one fails the test until it leaves the list, and no new object may join it.
+Not checked: the house style's blank line before the closing quotes (GL03); for now
+(2026-12-05) See Also / extended summary / Examples (SA01, ES01, EX01) and return descriptions
+(RT03), see ``IGNORED``. Summary wording (SS02, SS05) is checked. The objects in
+``KNOWN_FAILING`` still fail a check (documented parameters, Returns sections, summaries); they
+are strict xfails, so fixing one fails the test until it leaves the list, and no new object may
+join it.
 """
 
 import importlib
@@ -24,7 +25,9 @@ import pytest
 numpydoc_validate = pytest.importorskip("numpydoc.validate")
 
 DOCS_TOOLS = Path(__file__).resolve().parents[1] / "docs" / "tools"
-IGNORED = {"RT02", "GL01", "GL02", "GL03", "SA01", "ES01", "EX01", "RT03", "SS05", "SS02"}
+# RT03 stays relaxed until the estimator files under refactor describe what center_loss,
+# distributed_history and gather_by_position return (scikit-learn checks it).
+IGNORED = {"RT02", "GL01", "GL02", "GL03", "SA01", "ES01", "EX01", "RT03"}
 TOP_LEVEL_ONLY = {"ES01", "SA01", "EX01"}
 
 
