@@ -46,9 +46,10 @@ def test_wheel_and_sdist_build_check_install_and_import(tmp_path):
                    "sklcc/tuning/__main__.py"]:
         assert module in names
     assert not any(name.startswith(("tests/", "benchmarks/", "docs/")) for name in names)
+    assert f"sklcc-{version}.dist-info/licenses/LICENSE" in names
     with tarfile.open(sdist) as archive:
         members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    assert {"README.md", "pyproject.toml", "sklcc/__init__.py"} <= members
+    assert {"README.md", "LICENSE", "pyproject.toml", "sklcc/__init__.py"} <= members
 
     env = tmp_path / "venv"
     venv.create(env, with_pip=False)
