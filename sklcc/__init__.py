@@ -6,7 +6,7 @@ modules, in pipeline order: :mod:`~sklcc.latents` -> :mod:`~sklcc.clustering`
 :mod:`~sklcc.communities` -> :mod:`~sklcc.matching` -> :mod:`~sklcc.representatives`
 -> :mod:`~sklcc.loss`, chained by :func:`refresh_clusters` (parameters in
 :class:`RefreshParams`) and run between epochs by
-:mod:`~sklcc.callbacks`. :mod:`~sklcc.penalty` is the base of every classifier
+:mod:`~sklcc.callbacks`. :mod:`~sklcc.base` is the base of every classifier
 trained with a latent penalty, :class:`CenterLossClassifier` (the peer method) among
 them. Image tooling lives in :mod:`sklcc.images`, tuning in :mod:`sklcc.tuning`.
 The numpy steps import without torch; the estimators load on first use.
@@ -20,7 +20,7 @@ __all__ = ["CenterLossClassifier", "ClusterState", "ImageEmbedder", "LCCClassifi
 __version__ = "0.2.0"
 
 _LAZY = {"LCCClassifier": "classifier", "CenterLossClassifier": "center_loss",
-         "LatentPenaltyClassifier": "penalty", "ClusterState": "refresh",
+         "LatentPenaltyClassifier": "base", "ClusterState": "refresh",
          "RefreshParams": "refresh",
          "refresh_clusters": "refresh", "LCCSearchCV": "tuning", "ImageEmbedder": "images",
          "load_dataset": "images", "plot_lcc_history": "plotting"}

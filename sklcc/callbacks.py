@@ -10,22 +10,35 @@ import torch
 from skorch.callbacks import Callback
 from threadpoolctl import threadpool_limits
 
+from ._latent_buffer import LatentBuffer
 from .diagnostics import ENGINE_KEYS, STAT_KEYS, history_key
-from .latent_buffer import LatentBuffer
 from .refresh import RefreshParams, refresh_clusters
-from .refresh_worker import RefreshWorker
 
-__all__ = ["LATENT_SOURCES", "REFRESH_MODES", "LatentClusterRefresh", "refresh_due"]
+__all__ = ["LATENT_SOURCES", "LatentClusterRefresh", "refresh_due"]
 
 #: Where a refresh takes the training latents from (``lcc_latents``); ``"auto"``
 #: resolves to one of the others before the first refresh.
 LATENT_SOURCES = ("auto", "eval", "train")
-#: When a refresh's result is applied (``lcc_refresh_mode``).
-REFRESH_MODES = ("sync", "overlap")
 
 
 def refresh_due(epoch: int, warmup: int, interval: int) -> bool:
     """Whether a refresh starts at 0-based ``epoch`` under ``lcc_warmup`` and ``lcc_interval``.
+
+    A refresh is due from epoch ``warmup`` on, every ``interval`` epochs.
+
+    Parameters
+    ----------
+    epoch : int
+        The epoch about to start, counted from 0 over the net's whole history.
+    warmup : int
+        ``lcc_warmup``: epochs of plain training before the first refresh.
+    interval : int
+        ``lcc_interval``: epochs between refreshes.
+
+    Returns
+    -------
+    due : bool
+        True when a refresh runs at the start of ``epoch``.
 
     Examples
     --------
@@ -39,62 +52,119 @@ def refresh_due(epoch: int, warmup: int, interval: int) -> bool:
 class LatentClusterRefresh(Callback):
     """Recompute latent clusters, flags and targets at the start of due epochs.
 
-    A refresh starts at epoch ``e`` (0-based) when ``e >= net.lcc_warmup`` and
-    ``(e - net.lcc_warmup) % net.lcc_interval == 0``, on the training split only, and
+    A refresh runs at epoch ``e`` (0-based) when :func:`refresh_due` says so for
+    ``net.lcc_warmup`` and ``net.lcc_interval``, on the training split only, and
     leaves one :class:`~sklcc.refresh.ClusterState` per latent layer in
-    ``net.lcc_states_``. It sits after skorch's epoch timer, so an epoch's ``dur``
-    includes what the refresh made training wait for.
+    ``net.lcc_states_``, used from epoch ``e`` on. It sits after skorch's epoch timer,
+    so an epoch's ``dur`` includes the refresh.
+
+    The callback owns the state of its schedule for one ``fit`` or ``partial_fit``
+    (reset in :meth:`on_train_begin`, dropped from pickles): where the latents come
+    from and the buffer of training latents.
 
     - Latents: ``net.resolve_latent_source(dataset_train)``, called once per fit at
       its first epoch, says ``"eval"`` or ``"train"`` and why (recorded with every
-      refresh). ``"eval"`` runs ``net.training_latents`` over the
-      training split at the refresh; ``"train"`` keeps what the hooks saw in the
-      training batches of epoch ``e - 1`` (a :class:`~sklcc.latent_buffer.LatentBuffer`)
-      and runs the eval pass only for the samples that epoch did not see (all of them
-      when there was no such epoch in this fit).
-    - Schedule (``net.lcc_refresh_mode``): ``"sync"`` clusters at once and applies
-      the result for epoch ``e``; ``"overlap"`` clusters in a background thread
-      (:class:`~sklcc.refresh_worker.RefreshWorker`) while epoch ``e`` trains on the
-      previous state, and applies the result at the start of epoch ``e + 1``,
-      waiting for it if needed. It is not started when ``e`` is the fit's last epoch.
+      refresh). ``"eval"`` runs ``net.training_latents`` over the training split at
+      the refresh; ``"train"`` keeps what the hooks saw in the training batches of
+      epoch ``e - 1`` and runs the eval pass only for the samples that epoch did not
+      see (all of them when there was no such epoch in this fit).
 
     What it needs from the net, all public, so any skorch net that provides these
     can use it (:class:`~sklcc.LCCClassifier` does):
 
-    - ``lcc_warmup``, ``lcc_interval`` and ``lcc_refresh_mode``;
+    - ``lcc_warmup`` and ``lcc_interval``;
     - ``resolve_latent_source(dataset)``, returning ``("eval" or "train", reason)``;
     - the parameters named by the fields of :class:`~sklcc.refresh.RefreshParams`,
       read once per refresh and passed to :func:`~sklcc.refresh.refresh_clusters`;
-    - ``lcc_rng_``, the seeded ``numpy.random.Generator`` of the clustering (only the
-      refresh draws from it, one refresh at a time, so both modes draw the same
-      numbers in the same order);
+    - ``lcc_rng_``, the seeded ``numpy.random.Generator`` of the clustering;
     - ``training_latents(dataset)``, returning ``({layer: Z}, y)`` in dataset order;
-    - ``fit_state_`` (:class:`~sklcc.penalty.FitState`): ``blas_threads``,
-      ``stop_epoch``, ``resources``, ``recorder`` and ``batch_index``, and the slots
-      ``latent_source``, ``latent_buffer`` and ``refresh_worker`` it fills;
+    - ``fit_state_`` (:class:`~sklcc.base.FitState`): ``blas_threads``,
+      ``stop_epoch``, ``recorder`` and ``batch_index``;
     - ``classes_`` where the net knows its classes.
 
-    It writes ``net.lcc_states_`` and, to ``net.history`` in the epoch the state is
-    applied, the keys of :mod:`~sklcc.diagnostics` (averaged over layers when there
-    are several; the step timings summed).
+    It writes ``net.lcc_states_`` and, to ``net.history`` in the refresh epoch, the
+    keys of :mod:`~sklcc.diagnostics` (averaged over layers when there are several;
+    the step timings summed).
+
+    Examples
+    --------
+    :class:`~sklcc.LCCClassifier` adds it to its default callbacks as
+    ``"lcc_refresh"``:
+
+    >>> from sklcc import LCCClassifier
+    >>> import torch
+    >>> net = LCCClassifier(torch.nn.Linear(4, 2))
+    >>> [name for name, _ in net._default_callbacks if name == "lcc_refresh"]
+    ['lcc_refresh']
+
     """
 
+    def initialize(self):
+        """Start with no schedule state (skorch calls this when it builds the callbacks).
+
+        Returns
+        -------
+        self : LatentClusterRefresh
+
+        """
+        self._reset()
+        return self
+
+    def _reset(self) -> None:
+        self._latent_source: tuple[str, str] | None = None
+        self._buffer: LatentBuffer | None = None
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        """Forget the previous fit's latent source and buffer.
+
+        Parameters
+        ----------
+        net : LCCClassifier
+            The net being trained.
+        X, y : object, optional
+            skorch's training data (not used).
+        **kwargs
+            Other arguments skorch passes (not used).
+
+        """
+        self._reset()
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        """Drop the buffer of training latents (the fitted net need not carry it).
+
+        Parameters
+        ----------
+        net : LCCClassifier
+            The net being trained.
+        X, y : object, optional
+            skorch's training data (not used).
+        **kwargs
+            Other arguments skorch passes (not used).
+
+        """
+        self._buffer = None
+
     def on_epoch_begin(self, net, dataset_train=None, **kwargs):
-        """Apply a finished refresh, start a due one (see the class docstring)."""
+        """Run a due refresh, then prepare the buffer for the next one.
+
+        Parameters
+        ----------
+        net : LCCClassifier
+            The net being trained.
+        dataset_train : torch Dataset
+            The training split.
+        **kwargs
+            Other arguments skorch passes (not used).
+
+        """
         epoch = len(net.history) - 1
         state = net.fit_state_
-        overlap = net.lcc_refresh_mode == "overlap"
-        if state.latent_source is None:
-            state.latent_source = net.resolve_latent_source(dataset_train)
-        source, reason = state.latent_source
-        if state.refresh_worker is not None and state.refresh_worker.busy:
-            (states, record), waited = state.refresh_worker.result()
-            record["blocked_s"] += waited
-            _apply(net, states, record)
-        if refresh_due(epoch, net.lcc_warmup, net.lcc_interval) and not (
-                overlap and epoch + 1 >= state.stop_epoch):
+        if self._latent_source is None:
+            self._latent_source = net.resolve_latent_source(dataset_train)
+        source, reason = self._latent_source
+        if refresh_due(epoch, net.lcc_warmup, net.lcc_interval):
             start = time.perf_counter()
-            latents, y, from_eval = _training_latents(net, dataset_train, epoch)
+            latents, y, from_eval = self._training_latents(net, dataset_train, epoch)
             latents_s = time.perf_counter() - start
             record = {"latents_epoch": epoch, "latents_eval": from_eval,
                       "latents_source": source, "latents_reason": reason,
@@ -103,69 +173,76 @@ class LatentClusterRefresh(Callback):
             n_classes = max(0 if known is None else len(known), int(y.max()) + 1)
             # On a GPU the projection, the graph and the assignment run there too.
             params = RefreshParams.from_estimator(net)
-            job = (latents, y, n_classes, params, net.lcc_rng_, record)
-            if overlap:
-                if state.refresh_worker is None:
-                    state.refresh_worker = state.resources.enter_context(RefreshWorker())
-                record["blocked_s"] = time.perf_counter() - start
-                # The worker leaves numpy's BLAS as the fit set it (one thread): the
-                # limit is process-wide, and the batches run beside it.
-                state.refresh_worker.submit(_cluster, *job, None)
-            else:
-                states, record = _cluster(*job, state.blas_threads)
-                record["blocked_s"] = time.perf_counter() - start
-                _apply(net, states, record)
+            states = _cluster(latents, y, n_classes, params, net.lcc_rng_, state.blas_threads)
+            # Training waits for the whole refresh (blocked_s, kept for the history's
+            # readers, equals refresh_s).
+            record["refresh_s"] = record["blocked_s"] = time.perf_counter() - start
+            _apply(net, states, record)
         due_next = refresh_due(epoch + 1, net.lcc_warmup, net.lcc_interval)
         keep = source == "train" and due_next and epoch + 1 < state.stop_epoch
-        # A buffer handed to the worker is its own; a synchronous one is reused.
-        if not keep or overlap or state.latent_buffer is None:
-            state.latent_buffer = LatentBuffer(len(dataset_train)) if keep else None
+        if not keep:
+            self._buffer = None
+        elif self._buffer is None:
+            self._buffer = LatentBuffer(len(dataset_train))
         else:
-            state.latent_buffer.seen[:] = False
+            self._buffer.seen[:] = False
 
     def on_batch_end(self, net, batch=None, training=False, **kwargs):
-        """Keep the training batch's latents when the next refresh takes them."""
-        state = net.fit_state_
-        if training and state.latent_buffer is not None:
-            state.latent_buffer.add(state.batch_index, state.recorder.clean, batch[1])
+        """Keep the training batch's latents when the next refresh takes them.
+
+        Parameters
+        ----------
+        net : LCCClassifier
+            The net being trained.
+        batch : tuple
+            The batch: inputs, labels and positions in the training split.
+        training : bool
+            Whether it was a training batch.
+        **kwargs
+            Other arguments skorch passes (not used).
+
+        """
+        if training and self._buffer is not None:
+            state = net.fit_state_
+            self._buffer.add(state.batch_index, state.recorder.clean, batch[1])
+
+    def __getstate__(self):
+        # A checkpoint taken during a fit carries no buffer of training latents.
+        return {**self.__dict__, "_buffer": None}
+
+    def _training_latents(self, net, dataset, epoch: int) -> tuple[dict, np.ndarray, float]:
+        """Return the latents to cluster, their labels, and the fraction from an eval pass."""
+        buffer = self._buffer
+        if buffer is None or not buffer.seen.any():
+            latents, y = net.training_latents(dataset)
+            from_eval = 1.0
+        else:
+            latents, y = buffer.arrays()
+            missing = buffer.missing()
+            if len(missing):
+                extra, y_extra = net.training_latents(torch.utils.data.Subset(dataset, missing))
+                for layer, Z in extra.items():
+                    latents[layer][missing] = Z
+                y[missing] = y_extra
+            from_eval = len(missing) / len(y)
+        for layer, Z in latents.items():
+            if not np.isfinite(Z).all():
+                raise ValueError(
+                    f"the latents of layer {layer!r} contain NaN or inf at epoch {epoch}: "
+                    "training diverged; lower lr or lcc_weight."
+                )
+        return latents, y, from_eval
 
 
-def _training_latents(net, dataset, epoch: int) -> tuple[dict, np.ndarray, float]:
-    """Return the latents to cluster, their labels, and the fraction from an eval pass."""
-    buffer = net.fit_state_.latent_buffer
-    if buffer is None or not buffer.seen.any():
-        latents, y = net.training_latents(dataset)
-        from_eval = 1.0
-    else:
-        latents, y = buffer.arrays()
-        missing = buffer.missing()
-        if len(missing):
-            extra, y_extra = net.training_latents(torch.utils.data.Subset(dataset, missing))
-            for layer, Z in extra.items():
-                latents[layer][missing] = Z
-            y[missing] = y_extra
-        from_eval = len(missing) / len(y)
-    for layer, Z in latents.items():
-        if not np.isfinite(Z).all():
-            raise ValueError(
-                f"the latents of layer {layer!r} contain NaN or inf at epoch {epoch}: "
-                "training diverged; lower lr or lcc_weight."
-            )
-    return latents, y, from_eval
-
-
-def _cluster(latents, y, n_classes, params, rng, record, blas_threads):
-    """Run :func:`~sklcc.refresh.refresh_clusters` on every layer (in either thread)."""
-    start = time.perf_counter()
-    # The fit keeps numpy's BLAS single-threaded for the batches; a synchronous
-    # refresh (PCA) may use every thread it had.
+def _cluster(latents, y, n_classes, params, rng, blas_threads):
+    """Run :func:`~sklcc.refresh.refresh_clusters` on every layer."""
+    # The fit keeps numpy's BLAS single-threaded for the batches; the refresh (PCA)
+    # may use every thread it had.
     limit = (contextlib.nullcontext() if blas_threads is None
              else threadpool_limits(limits=blas_threads, user_api="blas"))
     with limit:
-        states = {layer: refresh_clusters(Z, y, n_classes, params=params, random_state=rng)
-                  for layer, Z in latents.items()}
-    record["refresh_s"] = record["latents_s"] + time.perf_counter() - start
-    return states, record
+        return {layer: refresh_clusters(Z, y, n_classes, params=params, random_state=rng)
+                for layer, Z in latents.items()}
 
 
 def _apply(net, states, record) -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .base import LatentPenaltyClassifier
 from .latents import resolve_latent_layers
-from .penalty import LatentPenaltyClassifier
 from .validation import check_real
 
 __all__ = ["CenterLossClassifier", "center_loss"]
@@ -65,7 +65,7 @@ class CenterLossClassifier(LatentPenaltyClassifier):
     Parameters
     ----------
     module : torch module class or instance
-        As for skorch (see :class:`~sklcc.penalty.LatentPenaltyClassifier`).
+        As for skorch (see :class:`~sklcc.base.LatentPenaltyClassifier`).
     center_layer : str or None, default=None
         Module path whose output is the latent (``"name:input"`` takes its input);
         None takes the input of the last ``nn.Linear``, as ``LCCClassifier`` does.

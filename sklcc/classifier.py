@@ -3,7 +3,7 @@
 This file holds the estimator's public API and its skorch hooks; the refresh runs in
 the :class:`~sklcc.callbacks.LatentClusterRefresh` callback, and what any classifier
 with a latent penalty needs (data checks, label encoding, hooks, batch positions,
-seeding) in :class:`~sklcc.penalty.LatentPenaltyClassifier`.
+seeding) in :class:`~sklcc.base.LatentPenaltyClassifier`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import torch
 from skorch.callbacks import PrintLog
 from skorch.utils import to_numpy
 
-from .callbacks import LATENT_SOURCES, REFRESH_MODES, LatentClusterRefresh
+from .base import LatentPenaltyClassifier
+from .callbacks import LATENT_SOURCES, LatentClusterRefresh
 from .communities import resolve_louvain_backend
 from .diagnostics import REFRESH_KEYS, history_key
 from .latents import LatentRecorder, collect_latents, compare_training_pass, resolve_latent_layers
 from .loss import lcc_loss
 from .neighbors import KNN_ALGORITHMS
-from .penalty import LatentPenaltyClassifier
 from .validation import check_choice, check_integer, check_real, check_target
 
 __all__ = ["LCCClassifier"]
@@ -101,16 +101,6 @@ class LCCClassifier(LatentPenaltyClassifier):
         upstream or applied as a function) make the training-pass latents differ
         from the eval pass's, which is what ``"auto"`` checks. See the user guide,
         "Refresh schedule and cost".
-    lcc_refresh_mode : {"sync", "overlap"}, default="sync"
-        ``"sync"``: a refresh's clusters are used from the epoch it runs in.
-        ``"overlap"``: the clustering runs in a background thread while that epoch
-        trains on the previous clusters, and its result is applied at the start of
-        the next epoch (one epoch staler), waiting for it if it is not ready; the
-        same seed still gives the same run. With ``lcc_warmup`` ``w`` the term starts
-        at epoch ``w + 1``. History records where the applied clusters came from
-        (``lcc_latents_epoch``) and what training waited (``lcc_blocked_s``). On a
-        2-core CPU it hid the refresh from the training thread but did not shorten
-        the fit (torch's threads already use both cores), hence the default.
     cluster_sample_size : int or None, default=5000
         The graph and Louvain run on a seeded subsample of this many training
         samples; the others take the cluster of their nearest subsampled neighbour.
@@ -176,9 +166,7 @@ class LCCClassifier(LatentPenaltyClassifier):
         waited ``lcc_blocked_s``, the epoch whose latents were clustered
         ``lcc_latents_epoch`` (1-based like ``epoch``; 0 means the initial weights)
         the fraction of them from an eval pass ``lcc_latents_eval``, and the resolved
-        latent source ``lcc_latents_source`` with ``lcc_latents_reason``. With
-        ``lcc_refresh_mode="overlap"`` they are recorded in the epoch the clusters
-        are applied.
+        latent source ``lcc_latents_source`` with ``lcc_latents_reason``.
 
     Notes
     -----
@@ -223,7 +211,6 @@ class LCCClassifier(LatentPenaltyClassifier):
         lcc_warmup: int = 1,
         lcc_interval: int = 1,
         lcc_latents: str = "auto",
-        lcc_refresh_mode: str = "sync",
         cluster_sample_size: int | None = 5000,
         cluster_n_components: int | None = 64,
         louvain_backend: str | None = None,
@@ -242,7 +229,6 @@ class LCCClassifier(LatentPenaltyClassifier):
         self.lcc_warmup = lcc_warmup
         self.lcc_interval = lcc_interval
         self.lcc_latents = lcc_latents
-        self.lcc_refresh_mode = lcc_refresh_mode
         self.cluster_sample_size = cluster_sample_size
         self.cluster_n_components = cluster_n_components
         self.louvain_backend = louvain_backend
@@ -278,7 +264,6 @@ class LCCClassifier(LatentPenaltyClassifier):
         check_integer("lcc_warmup", self.lcc_warmup, 0)
         check_integer("lcc_interval", self.lcc_interval, 1)
         check_choice("lcc_latents", self.lcc_latents, LATENT_SOURCES)
-        check_choice("lcc_refresh_mode", self.lcc_refresh_mode, REFRESH_MODES)
         check_integer("cluster_sample_size", self.cluster_sample_size, 2, allow_none=True)
         check_integer("cluster_n_components", self.cluster_n_components, 1, allow_none=True)
         resolve_louvain_backend(self.louvain_backend)  # raises for an unknown engine

@@ -24,9 +24,9 @@ import torch
 from skorch.hf import AccelerateMixin
 from skorch.history import DistributedHistory
 
+from .base import IndexedDataset
 from .classifier import LCCClassifier
 from .diagnostics import history_key
-from .penalty import IndexedDataset
 
 __all__ = ["DistributedLCCClassifier", "distributed_history", "gather_by_position",
            "states_digest"]

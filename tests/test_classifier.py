@@ -509,7 +509,7 @@ def test_batched_fetch_gives_the_per_sample_batch(kind):
     from torch.utils.data import Subset
     from torch.utils.data.dataloader import default_collate
 
-    from sklcc.penalty import IndexedDataset
+    from sklcc.base import IndexedDataset
 
     class Doubled(Dataset):  # a transform the batched path must not skip
         def transform(self, X, y):

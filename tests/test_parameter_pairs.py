@@ -94,10 +94,9 @@ def test_n_neighbors_against_cluster_sample_size(digits):
         small(n_neighbors=30, cluster_sample_size=30).fit(*digits)
 
 
-def test_lcc_latents_auto_with_either_refresh_mode(digits):
-    for mode in ("sync", "overlap"):
-        net = small(lcc_refresh_mode=mode, max_epochs=3).fit(*digits)
-        assert net.lcc_latents_ == "train", mode
+def test_lcc_latents_auto_resolves_before_the_first_refresh(digits):
+    net = small(max_epochs=3).fit(*digits)
+    assert net.lcc_latents_ == "train"
 
 
 def test_lcc_weight_zero_still_refreshes_but_trains_like_cross_entropy(digits):

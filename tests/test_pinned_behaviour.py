@@ -43,7 +43,7 @@ BASE = dict(module=MLP, lcc_layers=["hidden"], max_epochs=4, lr=0.1, batch_size=
             train_split=None, random_state=0, verbose=0, lcc_weight=0.5, n_neighbors=10,
             louvain_resolution=1.0, n_representatives=32, lcc_target="nearest",
             lcc_target_k=None, lcc_warmup=1, lcc_interval=1, lcc_latents="eval",
-            lcc_refresh_mode="sync", cluster_sample_size=5000, cluster_n_components=64,
+            cluster_sample_size=5000, cluster_n_components=64,
             louvain_backend="networkit", knn_algorithm="auto")
 
 CASES = {

@@ -1,7 +1,6 @@
-"""Where the refresh takes its latents (lcc_latents) and when it applies them (lcc_refresh_mode)."""
+"""Where the refresh takes its latents (lcc_latents) and the state its callback owns."""
 
 import pickle
-import threading
 
 import numpy as np
 import pytest
@@ -9,12 +8,10 @@ import torch
 from sklearn.datasets import load_digits
 from skorch.callbacks import Callback
 
-from sklcc import LCCClassifier, callbacks
+from sklcc import LCCClassifier
+from sklcc._latent_buffer import LatentBuffer
 from sklcc.diagnostics import SCHEDULE_KEYS, STAT_KEYS, history_key
-from sklcc.latent_buffer import LatentBuffer
 from sklcc.latents import LatentRecorder
-from sklcc.refresh import refresh_clusters
-from sklcc.refresh_worker import RefreshWorker
 
 #: History keys that must be equal between two runs of the same seed (timings excluded).
 SAME_KEYS = ["train_loss", "train_lcc", *(history_key(k) for k in STAT_KEYS + SCHEDULE_KEYS)]
@@ -78,8 +75,13 @@ class Interrupt(Callback):
 
     def on_epoch_begin(self, net, **kwargs):
         if len(net.history) == self.at_epoch:
-            assert net.fit_state_.refresh_worker.busy  # a refresh is in flight
+            assert refresher(net)._buffer is not None  # training latents are being kept
             raise self.error("stop")
+
+
+def refresher(net):
+    """The net's refresh callback (which owns the schedule state)."""
+    return dict(net.callbacks_)["lcc_refresh"]
 
 
 class Pickle(Callback):
@@ -94,8 +96,7 @@ class Pickle(Callback):
 
 
 @pytest.mark.parametrize("param, value", [("lcc_latents", "training"),
-                                          ("lcc_refresh_mode", "async"),
-                                          ("lcc_refresh_mode", None)])
+                                          ("lcc_latents", None)])
 def test_bad_schedule_parameters_are_refused_by_name(digits, param, value):
     with pytest.raises(ValueError, match=f"{param}={value!r} is invalid: expected one of"):
         small(**{param: value}).fit(*digits)
@@ -167,9 +168,9 @@ def test_explicit_sources_are_recorded_as_given(digits):
     assert net.history[-1, "lcc_latents_source"] == "eval"
 
 
-def test_auto_with_overlap_and_several_layers(digits):
+def test_auto_with_several_layers(digits):
     net = small(module=Upstream, module__kind="batch-norm", lcc_layers=["hidden", "out"],
-                lcc_refresh_mode="overlap", max_epochs=3).fit(*digits)
+                max_epochs=3).fit(*digits)
     # one layer needing the eval pass makes both take it (the pass is paid anyway)
     assert net.lcc_latents_ == "eval"
     assert "hidden: " in net.lcc_latents_reason_ and "out: " in net.lcc_latents_reason_
@@ -222,10 +223,10 @@ def test_a_refresh_with_no_epoch_before_it_uses_the_eval_pass(digits):
 def test_train_latents_are_what_the_hooks_saw_in_training(digits):
     class Spy(Callback):
         def on_batch_end(self, net, batch=None, training=False, **kwargs):
-            if training and net.fit_state_.latent_buffer is not None:
+            if training and refresher(net)._buffer is not None:
                 self.last = (batch[2].numpy(), net.fit_state_.recorder.outputs["hidden"]
                              .detach().numpy().copy())
-                self.buffer = net.fit_state_.latent_buffer
+                self.buffer = refresher(net)._buffer
 
     spy = Spy()
     small(module__dropout=0.5, max_epochs=2, lcc_latents="train",
@@ -263,10 +264,10 @@ def test_train_latents_after_a_dropout_are_the_eval_pass_latents(digits):
     # (lr=0) that is what the eval pass computes, and the loss still sees the mask.
     class Spy(Callback):
         def on_batch_end(self, net, batch=None, training=False, **kwargs):
-            if training and net.fit_state_.latent_buffer is not None:
+            if training and refresher(net)._buffer is not None:
                 self.index = batch[2].numpy()
                 self.masked = net.fit_state_.recorder.outputs["out:input"].detach().numpy()
-                self.buffer = net.fit_state_.latent_buffer
+                self.buffer = refresher(net)._buffer
 
     spy = Spy()
     net = small(module__dropout=0.5, lcc_layers=None, max_epochs=2, lr=0.0,
@@ -280,57 +281,7 @@ def test_train_latents_after_a_dropout_are_the_eval_pass_latents(digits):
     assert (spy.masked == 0).sum() > (kept == 0).sum()  # the loss's latents were masked
 
 
-# ---------------------------------------------------------------- overlap
-
-
-def test_overlap_applies_one_epoch_later_what_sync_computes(digits):
-    sync = small(max_epochs=5, callbacks=[("flags", FlagsPerEpoch())]).fit(*digits)
-    over = small(max_epochs=5, lcc_refresh_mode="overlap",
-                 callbacks=[("flags", FlagsPerEpoch())]).fit(*digits)
-    assert sync.history[:, "lcc_latents_epoch"] == [1, 2, 3, 4]
-    # Launched at epochs 1..3 (not at the last), applied at 2..4 (0-based).
-    assert over.history[:, "lcc_latents_epoch"] == [1, 2, 3]
-    assert [row["epoch"] for row in over.history if "lcc_latents_epoch" in row] == [3, 4, 5]
-    sync_flags = dict(sync.callbacks_)["flags"].flags
-    over_flags = dict(over.callbacks_)["flags"].flags
-    assert over_flags[:2] == [None, None]
-    # Training is identical until the first flags are used, so the first refresh of
-    # both runs clusters the same latents with the same generator.
-    np.testing.assert_array_equal(over_flags[2], sync_flags[1])
-
-
-def test_overlap_flags_equal_a_synchronous_refresh_of_the_same_latents(digits, monkeypatch):
-    calls = []
-
-    def spy(Z, y, n_classes, *, random_state, **params):
-        calls.append((Z.copy(), y.copy(), n_classes, params,
-                      random_state.bit_generator.state))
-        return refresh_clusters(Z, y, n_classes, random_state=random_state, **params)
-
-    monkeypatch.setattr(callbacks, "refresh_clusters", spy)
-    for latents in ("eval", "train"):
-        calls.clear()
-        net = small(max_epochs=6, lcc_refresh_mode="overlap", lcc_latents=latents,
-                    callbacks=[("flags", FlagsPerEpoch())]).fit(*digits)
-        flags = dict(net.callbacks_)["flags"].flags
-        epochs = net.history[:, "lcc_latents_epoch"]
-        assert len(calls) == len(epochs) == 4
-        for latents_epoch, (Z, y, n_classes, params, rng_state) in zip(epochs, calls, strict=True):
-            rng = np.random.default_rng()
-            rng.bit_generator.state = rng_state
-            expected = refresh_clusters(Z, y, n_classes, random_state=rng, **params)
-            # latents of epoch e (1-based) are applied in epoch e + 2 (1-based)
-            np.testing.assert_array_equal(flags[latents_epoch + 1], expected.correct)
-
-
-@pytest.mark.parametrize("latents", ["eval", "train"])
-def test_overlap_is_deterministic(digits, latents):
-    a = small(lcc_refresh_mode="overlap", lcc_latents=latents).fit(*digits)
-    b = small(lcc_refresh_mode="overlap", lcc_latents=latents).fit(*digits)
-    same_history(a, b)
-    np.testing.assert_array_equal(a.lcc_states_["hidden"].correct,
-                                  b.lcc_states_["hidden"].correct)
-    np.testing.assert_array_equal(a.predict_proba(digits[0]), b.predict_proba(digits[0]))
+# ---------------------------------------------------------------- the callback's state
 
 
 def test_sync_records_the_whole_refresh_as_blocked(digits):
@@ -339,46 +290,47 @@ def test_sync_records_the_whole_refresh_as_blocked(digits):
         assert row["lcc_latents_s"] <= row["lcc_blocked_s"] <= row["lcc_refresh_s"] + 0.05
 
 
+def test_the_callback_owns_the_schedule_state_and_the_net_does_not(digits):
+    net = small(max_epochs=3, lcc_latents="train")
+    seen = []
+
+    class Look(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            seen.append((refresher(net)._latent_source, refresher(net)._buffer is not None,
+                         sorted(vars(net.fit_state_))))
+
+    net.set_params(callbacks=[("look", Look())]).fit(*digits)
+    assert [s[:2] for s in seen] == [(("train", "lcc_latents='train' given"), True)] * 2 + [
+        (("train", "lcc_latents='train' given"), False)]  # no refresh after the last epoch
+    assert seen[0][2] == ["batch_index", "blas_threads", "output_checked", "recorder",
+                          "stop_epoch"]
+    assert refresher(net)._buffer is None  # dropped when the fit ends
+
+
 @pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
-def test_interrupted_overlap_fit_leaves_no_thread_and_refits_cleanly(digits, error):
-    baseline = threading.active_count()
-    net = small(max_epochs=6, lcc_refresh_mode="overlap",
-                callbacks=[("stop", Interrupt(3, error))])
+def test_interrupted_fit_refits_like_a_fresh_one(digits, error):
+    net = small(max_epochs=6, lcc_latents="train", callbacks=[("stop", Interrupt(3, error))])
     if error is KeyboardInterrupt:  # skorch ends the fit early, as if it were complete
         net.fit(*digits)
         assert len(net.history) == 3
     else:
         with pytest.raises(RuntimeError, match="stop"):
             net.fit(*digits)
-    assert threading.active_count() == baseline
     assert not hasattr(net, "fit_state_")
     net.set_params(callbacks__stop=None).fit(*digits)
-    assert threading.active_count() == baseline
-    fresh = small(max_epochs=6, lcc_refresh_mode="overlap").fit(*digits)
+    fresh = small(max_epochs=6, lcc_latents="train").fit(*digits)
     same_history(net, fresh)
     np.testing.assert_array_equal(net.predict_proba(digits[0]), fresh.predict_proba(digits[0]))
 
 
-def test_overlap_net_pickles_mid_fit_and_partial_fit_goes_on(digits):
-    net = small(max_epochs=3, lcc_refresh_mode="overlap", callbacks=[("pickle", Pickle())])
+def test_net_pickles_mid_fit_without_the_buffer_and_partial_fit_goes_on(digits):
+    net = small(max_epochs=3, lcc_latents="train", callbacks=[("pickle", Pickle())])
     net.fit(*digits)
     restored = pickle.loads(dict(net.callbacks_)["pickle"].blob)
     assert not hasattr(restored, "fit_state_")
-    baseline = threading.active_count()
+    assert refresher(restored)._buffer is None
     net.partial_fit(*digits)
-    assert threading.active_count() == baseline
     assert len(net.history) == 6
-    assert net.history[:, "lcc_latents_epoch"] == [1, 3, 4]
-
-
-def test_worker_runs_one_job_at_a_time_and_reraises_its_error():
-    with RefreshWorker() as worker:
-        worker.submit(divmod, 7, 2)
-        with pytest.raises(RuntimeError, match="already in flight"):
-            worker.submit(divmod, 1, 1)
-        assert worker.result()[0] == (3, 1)
-        worker.submit(divmod, 1, 0)
-        with pytest.raises(ZeroDivisionError):
-            worker.result()
-        with pytest.raises(RuntimeError, match="no refresh in flight"):
-            worker.result()
+    # the first refresh of the partial fit has no epoch of it behind it: an eval pass
+    assert net.history[:, "lcc_latents_epoch"] == [1, 2, 3, 4, 5]
+    assert net.history[:, "lcc_latents_eval"] == [0.0, 0.0, 1.0, 0.0, 0.0]

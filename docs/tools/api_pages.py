@@ -20,7 +20,7 @@ PRIVATE = {"sklcc.compat", "sklcc.tuning.__main__"}
 
 #: Subpackages and modules listed first, in this order (the pipeline order of the README);
 #: any other public module follows, sorted by name.
-FIRST = ["sklcc", "sklcc.classifier", "sklcc.center_loss", "sklcc.penalty", "sklcc.callbacks",
+FIRST = ["sklcc", "sklcc.classifier", "sklcc.center_loss", "sklcc.base", "sklcc.callbacks",
          "sklcc.refresh", "sklcc.latents", "sklcc.neighbors", "sklcc.communities",
          "sklcc.clustering", "sklcc.matching", "sklcc.representatives", "sklcc.loss",
          "sklcc.diagnostics", "sklcc.evaluation", "sklcc.plotting", "sklcc.tuning",

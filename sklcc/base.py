@@ -1,4 +1,4 @@
-"""``LatentPenaltyClassifier``: a skorch classifier trained with a penalty on its latents.
+"""The base estimator: ``LatentPenaltyClassifier``, a skorch classifier with a latent term.
 
 The shared base of :class:`~sklcc.LCCClassifier` and
 :class:`~sklcc.CenterLossClassifier`. It holds everything a classifier with an extra
@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,9 +48,10 @@ class FitState:
     """Scratch state of one ``fit`` or ``partial_fit``, owned by it and dropped after it.
 
     Available as ``net.fit_state_`` while the net trains (callbacks may read it), and
-    absent otherwise.
+    absent otherwise. It knows nothing of a particular term: what a term's callbacks
+    need between batches lives on those callbacks.
 
-    Attributes
+    Parameters
     ----------
     recorder : LatentRecorder or None
         The hooks on the latent modules; ``recorder.outputs`` holds the current
@@ -58,25 +59,18 @@ class FitState:
     batch_index : Tensor or None
         Positions in the training split of the current training batch's samples.
     blas_threads : int or None
-        numpy's BLAS thread count before the fit limited it to one thread (work
-        between epochs may use them again).
+        The thread count of numpy's BLAS before the fit limited it to one thread
+        (work between epochs may use them again).
     output_checked : bool
         Whether the module's first training output was checked against the criterion.
     stop_epoch : int or None
         Length ``net.history`` reaches when this fit has run all its epochs (unless a
         callback stops it earlier).
-    resources : contextlib.ExitStack
-        What a callback opened for this fit (a worker thread); closed when the fit
-        ends, also on an error or a ``KeyboardInterrupt``.
-    latent_buffer : LatentBuffer or None
-        The training latents of the current epoch, when the next refresh takes them
-        from the training passes (:class:`~sklcc.latent_buffer.LatentBuffer`).
-    refresh_worker : RefreshWorker or None
-        The background refresh of ``lcc_refresh_mode="overlap"``
-        (:class:`~sklcc.refresh_worker.RefreshWorker`).
-    latent_source : tuple of (str, str) or None
-        Where this fit's refreshes take the training latents from (``"eval"`` or
-        ``"train"``) and why, once decided before the first refresh.
+
+    Examples
+    --------
+    >>> FitState().stop_epoch is None
+    True
 
     """
 
@@ -85,10 +79,6 @@ class FitState:
     blas_threads: int | None = None
     output_checked: bool = False
     stop_epoch: int | None = None
-    resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
-    latent_buffer: Any = None
-    refresh_worker: Any = None
-    latent_source: tuple[str, str] | None = None
 
 
 class IndexedDataset(torch.utils.data.Dataset):
@@ -319,8 +309,7 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
     def _fitting(self):
         self.fit_state_ = FitState()
         try:
-            with self.fit_state_.resources:
-                yield
+            yield
         finally:
             del self.fit_state_
 

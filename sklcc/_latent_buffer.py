@@ -1,4 +1,4 @@
-"""The training split's latents, kept from the training forward passes of one epoch.
+"""The training split's latents, kept from the training forward passes of one epoch (internal).
 
 With ``lcc_latents="train"`` the refresh clusters these instead of running an extra
 forward pass over the training split in eval mode (:func:`~sklcc.latents.collect_latents`):

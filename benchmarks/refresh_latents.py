@@ -1,29 +1,23 @@
-"""Benchmark: what ``lcc_latents="train"`` and ``lcc_refresh_mode="overlap"`` save, and cost.
+"""Benchmark: what ``lcc_latents="train"`` saves against the eval pass, and costs.
 
-Two parts, each written to ``--out``:
+Plain cross-entropy and the LCC variants ``lcc_latents="eval"`` and ``"train"`` on the
+same seeds, every method of a seed from the same weights and batches, order rotated per
+seed, one fit at a time. Each finished fit is appended to ``runs.jsonl``; a rerun with
+the same ``--out`` skips the fits already there (resumable). The report pairs ``"train"``
+with ``"eval"`` and gives fit-time ratios to CE of the same seed.
 
-- ``--gil``: how much of the GIL the refresh leaves to the training thread. The main
-  thread counts in a pure-Python loop while a refresh step runs in a background thread;
-  the count rate relative to the loop alone is the share of the GIL it kept (1.0: the
-  step released it throughout). Steps: the whole refresh (default engine), networkit's
-  PLM alone, networkx's Louvain alone, on synthetic latents.
-- the fits (``--variants``): plain cross-entropy and the LCC variants
-  ``<lcc_latents>-<lcc_refresh_mode>`` on the same seeds, every method of a seed from the
-  same weights and batches, order rotated per seed, one fit at a time. Each finished fit
-  is appended to ``runs.jsonl``; a rerun with the same ``--out`` skips the fits already
-  there (resumable). The report pairs every variant with ``eval-sync`` (the estimator's
-  behaviour before these options) and gives fit-time ratios to CE of the same seed.
-
-Every other option is ``benchmarks/cifar100.py``'s (same data, model and recipe).
+Every other option is ``benchmarks/cifar100.py``'s (same data, model and recipe). (This
+script also measured ``lcc_refresh_mode="overlap"`` until 0.2.0 removed it; its results
+stay in docs/results/refresh-overlap*.)
 
 Examples
 --------
 The numbers of docs/estimator.md, "Refresh schedule and cost" (CIFAR-10 head regime,
 refresh every epoch after 8)::
 
-    python benchmarks/refresh_overlap.py --gil --dataset cifar10 --finetune head \
+    python benchmarks/refresh_latents.py --dataset cifar10 --finetune head \
         --image-size 128 --epochs 20 --lcc-warmup 8 --lcc-interval 1 --seeds 0 1 2 \
-        --out bench-out/refresh-overlap
+        --out bench-out/refresh-latents
 
 """
 
@@ -32,8 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -46,83 +38,19 @@ from lccbench.data import prepare_data
 from lccbench.measure import machine_info
 from lccbench.report import jsonable
 from lccbench.stats import mean_std, median_timings, paired_summary
-from sklcc.communities import louvain_labels, networkit_graph
 from sklcc.diagnostics import history_key
-from sklcc.neighbors import knn_graph
-from sklcc.refresh import refresh_clusters
 
-VARIANTS = ("eval-sync", "train-sync", "eval-overlap", "train-overlap")
-REFERENCE = "eval-sync"
-
-
-def _count_while(busy: threading.Thread | None, seconds: float = 0.0) -> tuple[float, float]:
-    """Count in Python until ``busy`` ends (or for ``seconds``); return (rate, elapsed)."""
-    count, start = 0, time.perf_counter()
-    if busy is not None:
-        busy.start()
-    while (busy.is_alive() if busy is not None else time.perf_counter() - start < seconds):
-        for _ in range(1000):
-            count += 1
-    elapsed = time.perf_counter() - start
-    return count / elapsed, elapsed
-
-
-def gil_check(n: int = 50_000, d: int = 512, n_clusters: int = 10, seed: int = 0) -> list[dict]:
-    """Share of the GIL a training thread keeps while each refresh step runs beside it.
-
-    Returns
-    -------
-    list of dict
-        Per step: seconds alone, seconds beside the counting loop, and ``gil_share``,
-        the loop's count rate beside the step over its rate alone.
-
-    """
-    rng = np.random.default_rng(seed)
-    y = rng.integers(n_clusters, size=n)
-    Z = (rng.normal(size=(n_clusters, d)) * 3)[y] + rng.normal(size=(n, d))
-    Z = Z.astype(np.float32)
-    # PLM takes about 10 ms on the refresh's 5,000-node graph, too short to see
-    # anything but thread start-up; on every sample's graph it runs long enough.
-    edges = knn_graph(Z[:, :64], 10, random_state=seed)
-    small = knn_graph(Z[:5000, :64], 10, random_state=seed)
-    steps = {
-        "whole refresh (default engine)": lambda: refresh_clusters(Z, y, n_clusters),
-        f"networkit PLM, {n:,} nodes": lambda: louvain_labels(edges, n,
-                                                              louvain_backend="networkit"),
-        "networkx Louvain, 5,000 nodes": lambda: louvain_labels(small, 5000,
-                                                                louvain_backend="networkx"),
-    }
-    try:
-        import networkit as nk
-
-        graph = networkit_graph(edges, n)
-        steps[f"networkit PLM.run() alone, {n:,} nodes"] = (
-            lambda: nk.community.PLM(graph, refine=True).run())
-    except ImportError:
-        pass
-    alone_rate, _ = _count_while(None, 2.0)
-    rows = []
-    for name, step in steps.items():
-        step()  # warm
-        start = time.perf_counter()
-        step()
-        alone_s = time.perf_counter() - start
-        rate, beside_s = _count_while(threading.Thread(target=step))
-        rows.append({"step": name, "alone_s": alone_s, "beside_loop_s": beside_s,
-                     "gil_share": rate / alone_rate})
-        tqdm.write(f"[gil] {name}: {alone_s:.2f} s alone, {beside_s:.2f} s beside the loop, "
-                   f"loop kept {rate / alone_rate:.2f} of its rate")
-    return rows
+VARIANTS = ("eval", "train")
+REFERENCE = "eval"
 
 
 def variant_params(variant: str) -> dict[str, str]:
-    """Estimator parameters of ``<lcc_latents>-<lcc_refresh_mode>``."""
-    latents, mode = variant.split("-")
-    return {"lcc_latents": latents, "lcc_refresh_mode": mode}
+    """Estimator parameters of a variant (its ``lcc_latents``)."""
+    return {"lcc_latents": variant}
 
 
 def summarize_fits(runs: list[dict[str, Any]], variants: list[str]) -> list[dict[str, Any]]:
-    """One row per method: accuracy, paired difference with ``eval-sync``, time, refreshes."""
+    """One row per method: accuracy, paired difference with ``eval``, time, refreshes."""
     by = {(r["method"], r["seed"]): r for r in runs}
     seeds = sorted({r["seed"] for r in runs
                     if all((m, r["seed"]) in by for m in ["ce", *variants])})
@@ -150,22 +78,16 @@ def summarize_fits(runs: list[dict[str, Any]], variants: list[str]) -> list[dict
     return rows
 
 
-def render(rows: list[dict[str, Any]], gil: list[dict] | None, cfg: dict, machine: dict) -> str:
+def render(rows: list[dict[str, Any]], cfg: dict, machine: dict) -> str:
     """Markdown report."""
-    lines = ["# Refresh schedule: latents source and overlap", "",
+    lines = ["# Refresh schedule: where the latents come from", "",
              f"Command: `{cfg['command']}`", "",
              f"Machine: {machine['device_name']}, {machine['cpus_usable']} usable cores, torch "
              f"{machine['torch']} with {machine['torch_threads']} threads; commit "
              f"{machine['git_commit']}{' (dirty)' if machine['git_dirty'] else ''}.", ""]
-    if gil:
-        lines += ["## GIL share left to the training thread", "",
-                  "| step | s alone | s beside the loop | loop's rate kept |", "|---|---|---|---|"]
-        lines += [f"| {g['step']} | {g['alone_s']:.2f} | {g['beside_loop_s']:.2f} | "
-                  f"{g['gil_share']:.2f} |" for g in gil]
-        lines.append("")
     if rows:
         lines += [f"## Fits (seeds {rows[0]['seeds']})", "",
-                  "| method | top-1 % | Δ top-1 vs eval-sync, pt [95 % CI] | p | fit s (median) "
+                  "| method | top-1 % | Δ top-1 vs eval, pt [95 % CI] | p | fit s (median) "
                   "| fit ratio to CE, pooled (per seed) | refreshes | refresh s | latents s "
                   "| blocked s per refresh | blocked s per fit |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -192,16 +114,15 @@ def render(rows: list[dict[str, Any]], gil: list[dict] | None, cfg: dict, machin
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the GIL check and the fits, resumably, and write the report."""
+    """Run the fits, resumably, and write the report."""
     own = argparse.ArgumentParser(add_help=False)
     own.add_argument("--variants", nargs="+", default=list(VARIANTS),
                      help=f"LCC variants among {VARIANTS}")
     own.add_argument("--lcc-layers", nargs="+", default=None,
                      help="latent layers of every variant (default: the head's hidden layer, "
                           "before its dropout; 'head.out:input' is after it)")
-    own.add_argument("--gil", action="store_true", help="run the GIL check first")
     own.add_argument("--no-fits", action="store_true",
-                     help="run no fit (report the GIL check and the fits already done)")
+                     help="run no fit (report the fits already done)")
     mine, rest = own.parse_known_args(argv)
     cfg = resolve_config(parse_args(rest, description=__doc__.split("\n\n")[0]), argv,
                          script=__file__)
@@ -212,11 +133,6 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_info(cfg["device"])
-    gil = gil_check() if mine.gil else None
-    if gil:
-        (out / "gil.json").write_text(json.dumps(gil, indent=1))
-    elif (out / "gil.json").is_file():
-        gil = json.loads((out / "gil.json").read_text())
     log = out / "runs.jsonl"
     runs = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
     done = {(r["method"], r["seed"]) for r in runs}
@@ -240,10 +156,10 @@ def main(argv: list[str] | None = None) -> None:
                 tqdm.write(f"[fit] {method:>13} seed {seed}: top-1 {run['top1']:.4f} "
                            f"fit {run['fit_s']:.1f} s")
     rows = summarize_fits(runs, mine.variants) if runs else []
-    report = render(rows, gil, cfg, machine)
+    report = render(rows, cfg, machine)
     (out / "results.md").write_text(report)
     (out / "results.json").write_text(json.dumps(jsonable(
-        {"config": cfg, "machine": machine, "gil": gil, "summary": rows}), indent=1))
+        {"config": cfg, "machine": machine, "summary": rows}), indent=1))
     tqdm.write(report)
 
 
