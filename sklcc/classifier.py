@@ -376,21 +376,49 @@ class LCCClassifier(LatentPenaltyClassifier):
             return None
         outputs = self.fit_state_.recorder.outputs
         index = to_numpy(self.fit_state_.batch_index).astype(np.int64)
-        y_np = to_numpy(y_true).astype(np.int64).reshape(-1)
         terms = []
         for layer, state in self.lcc_states_.items():
             z = outputs[layer]
-            rows = np.flatnonzero(state.misclustered[index])
-            if len(rows) == 0:
-                terms.append(z.sum() * 0.0)
-                continue
-            # Only the misclustered rows (and their targets) leave the device.
-            z_mc = z.index_select(0, torch.from_numpy(rows).to(z.device))
-            targets, found = state.targets.query(
-                z_mc.detach().float().cpu().numpy(), y_np[rows]
-            )
-            # Classes owning no cluster have no target; the mask is left out when every
-            # row has one (the common case), which spares an indexing node.
-            mask = None if found.all() else torch.from_numpy(found).to(z.device)
-            terms.append(lcc_loss(z_mc, torch.from_numpy(targets).to(z.device), mask))
+            if _targets_on_host(z.device):
+                terms.append(_term_on_host(z, y_true, index, state))
+            else:
+                terms.append(_term_on_device(z, y_true, index, state))
         return terms[0] if len(terms) == 1 else torch.stack(terms).mean()
+
+
+def _targets_on_host(device: torch.device) -> bool:
+    """Whether the batch's targets are searched with numpy (the latents are on the CPU).
+
+    There the numpy search reads the latents in place, with no copy; on any other
+    device the search runs there (:func:`_term_on_device`).
+    """
+    return device.type == "cpu"
+
+
+def _term_on_host(z: torch.Tensor, y_true, index: np.ndarray, state) -> torch.Tensor:
+    """Return the term of one layer, its targets searched with numpy (latents on the CPU)."""
+    rows = np.flatnonzero(state.misclustered[index])
+    if len(rows) == 0:
+        return z.sum() * 0.0
+    z_mc = z.index_select(0, torch.from_numpy(rows).to(z.device))
+    y_np = to_numpy(y_true).astype(np.int64).reshape(-1)
+    targets, found = state.targets.query(z_mc.detach().float().cpu().numpy(), y_np[rows])
+    # Classes owning no cluster have no target; the mask is left out when every
+    # row has one (the common case), which spares an indexing node.
+    mask = None if found.all() else torch.from_numpy(found).to(z.device)
+    return lcc_loss(z_mc, torch.from_numpy(targets).to(z.device), mask)
+
+
+def _term_on_device(z: torch.Tensor, y_true, index: np.ndarray, state) -> torch.Tensor:
+    """Return the term of one layer, its targets searched in torch on ``z``'s device.
+
+    Nothing comes back to the host and nothing waits for the device: the batch's
+    flags and classes go to the device (two small copies that need no result from
+    it), every row is searched and the term weighs the rows by their mask, so no
+    shape depends on the data.
+    """
+    device = z.device
+    flags = torch.as_tensor(state.misclustered[index]).to(device, non_blocking=True)
+    y = torch.as_tensor(y_true).reshape(-1).to(device, torch.int64, non_blocking=True)
+    targets, found = state.targets.query_tensor(z.detach(), y)
+    return lcc_loss(z, targets, flags & found, gather=False)

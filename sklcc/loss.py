@@ -10,7 +10,8 @@ __all__ = ["lcc_loss"]
 
 
 def lcc_loss(
-    z: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None
+    z: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None, *,
+    gather: bool = True,
 ) -> torch.Tensor:
     """Mean scaled distance of the masked latents to their targets.
 
@@ -25,6 +26,10 @@ def lcc_loss(
         Target latent of each sample (ignored where ``mask`` is False); no gradient.
     mask : Tensor of shape (batch,), bool, optional
         Samples that are misclustered and have a target; None takes every row.
+    gather : bool, default=True
+        Take the masked rows out before the distances (``z[mask]``). False weighs
+        every row by its mask instead: the same value up to float rounding, and no
+        shape depends on the mask, so on an accelerator nothing waits for the device.
 
     Returns
     -------
@@ -40,6 +45,10 @@ def lcc_loss(
     3.535533905029297
 
     """
+    if mask is not None and not gather:
+        norms = torch.linalg.vector_norm(z - targets.to(dtype=z.dtype), dim=1)
+        count = mask.sum().clamp(min=1) * math.sqrt(z.shape[1])
+        return norms.where(mask, 0.0).sum() / count
     if mask is not None:
         z, targets = z[mask], targets[mask]
     if len(z) == 0:

@@ -15,9 +15,14 @@ estimator's ``lcc_target``:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .neighbors import build_index, nearest_neighbors
+
+if TYPE_CHECKING:  # torch is imported by the batch-time queries only
+    import torch
 
 __all__ = ["KnnMeanTargets", "RepresentativeIndex", "make_targets", "select_representatives"]
 
@@ -97,7 +102,19 @@ class _RebuiltOnUnpickle:
         return len(self.latents)
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in self._derived}
+        return {k: v for k, v in self.__dict__.items()
+                if k not in self._derived and k != "_tensors"}
+
+    def _on(self, device) -> dict:
+        """Return the search arrays as tensors on ``device``, copied there once per device."""
+        import torch
+
+        cache = self.__dict__.setdefault("_tensors", {})
+        key = str(device)
+        if key not in cache:
+            cache[key] = {name: torch.as_tensor(value).to(device)
+                          for name, value in self._tensor_arrays().items()}
+        return cache[key]
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -266,6 +283,45 @@ class RepresentativeIndex(_RebuiltOnUnpickle):
         """
         return _query_by_class(Z, y, self._nearest_of_class)
 
+    def query_tensor(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor,
+                                                                       torch.Tensor]:
+        """Return :meth:`query`'s targets in torch on ``z``'s device, without waiting for it.
+
+        One exact search over every representative, those of other classes masked,
+        so no shape depends on the data (no host round trip, no device sync). Equal
+        to :meth:`query` where that search is exact, up to float rounding of the
+        distances.
+
+        Parameters
+        ----------
+        z : Tensor of shape (n_queries, n_features)
+            Query latents (detached), on any device.
+        y : Tensor of shape (n_queries,), int64
+            Class of each query, on the same device.
+
+        Returns
+        -------
+        targets : Tensor of shape (n_queries, n_features), float32
+            Nearest representative of the query's class; arbitrary where ``found`` is
+            False.
+        found : Tensor of shape (n_queries,), bool
+            False where the class has no representative.
+
+        """
+        t = self._on(z.device)
+        latents, classes = t["latents"], t["classes"]
+        z = z.float()
+        same = classes[None, :] == y[:, None]
+        if len(latents) == 0:
+            return z.new_zeros(z.shape), same.any(dim=1)
+        dist = t["sq_norms"][None, :] - 2.0 * (z @ latents.T)
+        dist = dist.masked_fill(~same, float("inf"))
+        return latents[dist.argmin(dim=1)], same.any(dim=1)
+
+    def _tensor_arrays(self) -> dict:
+        return {"latents": self.latents, "classes": self.classes,
+                "sq_norms": np.einsum("ij,ij->i", self.latents, self.latents)}
+
     def _nearest_of_class(self, c: int, Q: np.ndarray) -> np.ndarray | None:
         if c not in self._search:
             return None
@@ -380,6 +436,64 @@ class KnnMeanTargets(_RebuiltOnUnpickle):
 
         """
         return _query_by_class(Z, y, self._nearest_proposal)
+
+    def query_tensor(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor,
+                                                                       torch.Tensor]:
+        """Return :meth:`query`'s targets in torch on ``z``'s device, without waiting for it.
+
+        Every cluster proposes for every query, by an exact search, and a proposal
+        counts only for the queries of the cluster's class, so no shape depends on
+        the data (no host round trip, no device sync). Equal to :meth:`query` where
+        that search is exact, up to float rounding.
+
+        Parameters
+        ----------
+        z : Tensor of shape (n_queries, n_features)
+            Query latents (detached), on any device.
+        y : Tensor of shape (n_queries,), int64
+            Class of each query, on the same device.
+
+        Returns
+        -------
+        targets : Tensor of shape (n_queries, n_features), float32
+            The nearest proposal of the query's class; zeros where ``found`` is False.
+        found : Tensor of shape (n_queries,), bool
+            False where the class owns no cluster with a candidate.
+
+        """
+        t = self._on(z.device)
+        z = z.float()
+        best = z.new_full((len(z),), float("inf"))
+        chosen = z.new_zeros(z.shape)
+        for c, start, stop in self._cluster_spans():
+            reps = t["latents"][start:stop]
+            kk = min(self.k, stop - start)
+            if kk == stop - start:
+                means = reps.mean(dim=0).expand_as(z)
+            else:
+                dist = t["sq_norms"][start:stop][None, :] - 2.0 * (z @ reps.T)
+                means = reps[dist.topk(kk, dim=1, largest=False).indices].mean(dim=1)
+            gap = ((z - means) ** 2).sum(dim=1)
+            closer = (gap < best) & (y == c)  # ties keep the earlier (larger) cluster
+            best = best.where(~closer, gap)
+            chosen = chosen.where(~closer[:, None], means)
+        return chosen, (t["owners"][None, :] == y[:, None]).any(dim=1)
+
+    def _cluster_spans(self) -> list[tuple[int, int, int]]:
+        """``(class, start, stop)`` of each cluster's rows, in :meth:`_tensor_arrays`' order."""
+        spans, start = [], 0
+        for c, clusters in self._by_class.items():
+            for candidates in clusters:
+                spans.append((c, start, start + len(candidates.latents)))
+                start += len(candidates.latents)
+        return spans
+
+    def _tensor_arrays(self) -> dict:
+        rows = [cand.latents for clusters in self._by_class.values() for cand in clusters]
+        latents = (np.concatenate(rows) if rows
+                   else np.zeros((0, self.latents.shape[1]), np.float32))
+        return {"latents": latents, "sq_norms": np.einsum("ij,ij->i", latents, latents),
+                "owners": np.asarray(self.classes_, dtype=np.int64)}
 
     def _nearest_proposal(self, c: int, Q: np.ndarray) -> np.ndarray | None:
         clusters = self._by_class.get(c)
