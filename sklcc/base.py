@@ -158,7 +158,7 @@ def _plain_arrays(dataset) -> tuple[Any, Any, np.ndarray | None] | None:
 
 
 class LatentPenaltyClassifier(NeuralNetClassifier):
-    """skorch ``NeuralNetClassifier`` whose training loss may add a term on latents.
+    """A skorch ``NeuralNetClassifier`` whose training loss may add a term on latents.
 
     Subclasses override :meth:`penalty_layers` (which modules to hook) and
     :meth:`penalty_term` (the term of the current batch), and set ``penalty_name``
@@ -171,6 +171,8 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
         ``n_classes`` receives the number of classes seen in ``fit`` unless
         ``module__n_classes`` is set (as SciKeras passes ``n_classes_`` to its model
         builders), so the output layer always fits the data.
+    *args
+        The positional arguments of skorch after ``module`` (``criterion``).
     random_state : int or None, default=None
         Seeds torch (module initialisation, shuffling, dropout) for the duration of
         ``fit`` without touching the global generator afterwards; the same seed gives
@@ -218,11 +220,25 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
         """Validate the subclass's parameters at the start of ``fit`` (default: none)."""
 
     def penalty_layers(self) -> list[str]:
-        """Latent modules to hook during training (names as in ``lcc_layers``)."""
+        """Name the latent modules to hook during training (as in ``lcc_layers``).
+
+        Returns
+        -------
+        layers : list of str
+            Module names (``"name:input"`` for a module's input); none by default.
+
+        """
         return []
 
     def latent_recorder(self) -> LatentRecorder:
-        """Return the recorder that hooks :meth:`penalty_layers` for the fit (not entered)."""
+        """Return the recorder that hooks :meth:`penalty_layers` for the fit (not entered).
+
+        Returns
+        -------
+        recorder : LatentRecorder
+            Entered by :meth:`fit_loop` for the duration of the epochs.
+
+        """
         return LatentRecorder(self.module_, self.penalty_layers())
 
     def penalty_term(self, y_true: torch.Tensor) -> torch.Tensor | None:
@@ -230,6 +246,17 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
 
         The batch's latents are in ``self.fit_state_.recorder.outputs`` and its
         positions in the training split in ``self.fit_state_.batch_index``.
+
+        Parameters
+        ----------
+        y_true : Tensor of shape (batch,)
+            Class codes of the batch.
+
+        Returns
+        -------
+        term : Tensor, scalar, or None
+            None in the base (no term).
+
         """
         return None
 
@@ -294,7 +321,24 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
             return super().fit(X, y, **fit_params)
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
-        """Train ``max_epochs`` more epochs without re-initialising (fits if unfitted)."""
+        """Train ``max_epochs`` more epochs without re-initialising (fits if unfitted).
+
+        Parameters
+        ----------
+        X : array-like, tensor, dict or torch Dataset
+            Training inputs.
+        y : array-like or None
+            Labels; None when ``X`` is a Dataset that yields them.
+        classes : array-like or None
+            Accepted for skorch's signature; the classes come from ``fit``.
+        **fit_params : dict
+            Passed to the module's ``forward`` and to ``train_split``.
+
+        Returns
+        -------
+        self
+
+        """
         if hasattr(self, "fit_state_"):  # called by fit: the data are already checked
             return super().partial_fit(X, y, classes=classes, **fit_params)
         if not self.initialized_:
@@ -314,7 +358,13 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
             del self.fit_state_
 
     def initialize_module(self):
-        """Build the module; a module class taking ``n_classes`` gets the data's count."""
+        """Build the module; a module class taking ``n_classes`` gets the data's count.
+
+        Returns
+        -------
+        self
+
+        """
         kwargs = self.get_params_for("module")
         n_classes = self._n_classes()
         if (
@@ -341,6 +391,22 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
         threads that fight torch's for the cores. torch's own threads are not
         affected; ``fit_state_.blas_threads`` keeps the original count for work
         between epochs.
+
+        Parameters
+        ----------
+        X : array-like, tensor, dict or torch Dataset
+            Training inputs.
+        y : array-like or None
+            Labels.
+        epochs : int or None
+            Epochs to run; None runs ``max_epochs``.
+        **fit_params : dict
+            Passed to the module's ``forward`` and to ``train_split``.
+
+        Returns
+        -------
+        self
+
         """
         if not hasattr(self, "fit_state_"):  # fit_loop called on its own
             with self._fitting():
@@ -357,20 +423,68 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
                 state.recorder = state.batch_index = None
 
     def get_iterator(self, dataset, training=False):
-        """Training batches also carry each sample's position in the training split."""
+        """Return skorch's iterator; training batches also carry each sample's position.
+
+        Parameters
+        ----------
+        dataset : torch Dataset
+            The split to iterate over.
+        training : bool, default=False
+            Whether it is the training split (wrapped in :class:`IndexedDataset`).
+
+        Returns
+        -------
+        iterator : torch DataLoader
+
+        """
         if training:
             custom_collate = "collate_fn" in self.get_params_for("iterator_train")
             dataset = IndexedDataset(dataset, tensor_rows=not custom_collate)
         return super().get_iterator(dataset, training=training)
 
     def train_step_single(self, batch, **fit_params):
-        """Remember the batch's positions, then do skorch's training step."""
+        """Remember the batch's positions, then do skorch's training step.
+
+        Parameters
+        ----------
+        batch : tuple
+            Inputs, labels and positions in the training split.
+        **fit_params : dict
+            Passed to the module's ``forward``.
+
+        Returns
+        -------
+        step : dict
+            The step's ``{"loss": ..., "y_pred": ...}``, as skorch returns it.
+
+        """
+        return super().train_step_single(self._take_positions(batch), **fit_params)
+
+    def _take_positions(self, batch):
+        """Keep a training batch's positions in ``fit_state_``; return its ``(X, y)``."""
         Xi, yi, index = batch
         self.fit_state_.batch_index = index
-        return super().train_step_single((Xi, yi), **fit_params)
+        return Xi, yi
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        """Return the criterion, plus ``penalty_weight`` times the term in training."""
+        """Return the criterion, plus ``penalty_weight`` times the term in training.
+
+        Parameters
+        ----------
+        y_pred : Tensor
+            The module's output.
+        y_true : Tensor
+            Class codes.
+        X : object, optional
+            The batch's inputs (passed to skorch's ``get_loss``).
+        training : bool, default=False
+            Whether it is a training batch (the only one with the term).
+
+        Returns
+        -------
+        loss : Tensor, scalar
+
+        """
         state = getattr(self, "fit_state_", None)
         if training and state is not None and not state.output_checked:
             self._check_first_output(y_pred)
@@ -396,7 +510,20 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
             )
 
     def on_batch_end(self, net, batch=None, training=False, **kwargs):
-        """Stop with a clear error as soon as the training loss is not finite."""
+        """Stop with a clear error as soon as the training loss is not finite.
+
+        Parameters
+        ----------
+        net : LatentPenaltyClassifier
+            This net (skorch passes it to its own hooks too).
+        batch : tuple, optional
+            The batch (not used).
+        training : bool, default=False
+            Whether it was a training batch (only those are checked).
+        **kwargs
+            The other arguments skorch passes; ``loss`` is the step's loss.
+
+        """
         if not training:
             return
         # The step's loss itself: skorch has already read it back for the history, and
@@ -419,7 +546,18 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
     # ------------------------------------------------------------------ predict
 
     def predict_proba(self, X):
-        """Class probabilities, columns in the order of ``classes_``."""
+        """Return class probabilities, columns in the order of ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like, tensor, dict or torch Dataset
+            Inputs.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+
+        """
         proba = super().predict_proba(check_X(X, self, reset=False))
         n_classes = self._n_classes()
         n_out = proba.shape[1] if proba.ndim == 2 else None
@@ -432,7 +570,18 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
         return proba
 
     def predict(self, X):
-        """Predicted class labels (values of ``classes_``; indices with ``classes`` set)."""
+        """Return predicted class labels (values of ``classes_``; indices with ``classes`` set).
+
+        Parameters
+        ----------
+        X : array-like, tensor, dict or torch Dataset
+            Inputs.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+
+        """
         codes = self.predict_proba(X).argmax(axis=1)
         classes = vars(self).get("label_classes_")
         return codes if classes is None else np.asarray(classes)[codes]

@@ -122,7 +122,7 @@ class LatentClusterRefresh(Callback):
         net : LCCClassifier
             The net being trained.
         X, y : object, optional
-            skorch's training data (not used).
+            The training data skorch passes (not used).
         **kwargs
             Other arguments skorch passes (not used).
 
@@ -137,7 +137,7 @@ class LatentClusterRefresh(Callback):
         net : LCCClassifier
             The net being trained.
         X, y : object, optional
-            skorch's training data (not used).
+            The training data skorch passes (not used).
         **kwargs
             Other arguments skorch passes (not used).
 

@@ -66,6 +66,8 @@ class CenterLossClassifier(LatentPenaltyClassifier):
     ----------
     module : torch module class or instance
         As for skorch (see :class:`~sklcc.base.LatentPenaltyClassifier`).
+    *args
+        The positional arguments of skorch after ``module`` (``criterion``).
     center_layer : str or None, default=None
         Module path whose output is the latent (``"name:input"`` takes its input);
         None takes the input of the last ``nn.Linear``, as ``LCCClassifier`` does.
@@ -125,11 +127,24 @@ class CenterLossClassifier(LatentPenaltyClassifier):
                    hint="the centers' learning rate")
 
     def penalty_layers(self) -> list[str]:
-        """Resolve the one hooked layer against the module."""
+        """Resolve the one hooked layer against the module.
+
+        Returns
+        -------
+        layers : list of str
+            ``center_layer`` resolved (one name).
+
+        """
         return resolve_latent_layers(self.module_, self.center_layer)
 
     def initialize_module(self):
-        """Build the network, then one zero center per class."""
+        """Build the network, then one zero center per class.
+
+        Returns
+        -------
+        self
+
+        """
         super().initialize_module()
         n_classes = self._n_classes()
         if n_classes is None:
@@ -142,7 +157,18 @@ class CenterLossClassifier(LatentPenaltyClassifier):
         return self
 
     def initialize_optimizer(self, triggered_directly=None):
-        """One optimizer: the network's parameters, plus a group for the centers."""
+        """Build one optimizer: the network's parameters, plus a group for the centers.
+
+        Parameters
+        ----------
+        triggered_directly : bool, optional
+            The argument skorch passes (not used).
+
+        Returns
+        -------
+        self
+
+        """
         args, kwargs = self.get_params_for_optimizer("optimizer", self.module_.named_parameters())
         self.optimizer_ = self.optimizer(*args, **kwargs)
         self.optimizer_.add_param_group(
@@ -152,7 +178,18 @@ class CenterLossClassifier(LatentPenaltyClassifier):
         return self
 
     def penalty_term(self, y_true: torch.Tensor) -> torch.Tensor:
-        """Center loss of the current training batch."""
+        """Return the center loss of the current training batch.
+
+        Parameters
+        ----------
+        y_true : Tensor of shape (batch,)
+            Class codes of the batch.
+
+        Returns
+        -------
+        term : Tensor, scalar
+
+        """
         (z,) = self.fit_state_.recorder.outputs.values()
         return center_loss(z, self.centers_.weight, y_true.to(z.device))
 

@@ -42,6 +42,8 @@ class LCCClassifier(LatentPenaltyClassifier):
     ----------
     module : torch module class or instance
         The network, as for skorch.
+    *args
+        The positional arguments of skorch after ``module`` (``criterion``).
     lcc_layers : str, list of str or None, default=None
         Named submodules whose outputs are the latents (``"name:input"`` takes the
         module's input). None takes the input of the last ``nn.Linear``, i.e. the
@@ -76,31 +78,22 @@ class LCCClassifier(LatentPenaltyClassifier):
     lcc_interval : int, default=1
         Epochs between refreshes.
     lcc_latents : {"auto", "eval", "train"}, default="auto"
-        Where a refresh takes the training split's latents from. ``"auto"``: at the
-        start of ``fit``, before the first refresh, one batch of the training split
-        is passed through the network in training and in eval mode (no gradient, the
-        torch random state, batch-norm statistics and training flags left as they
-        were); ``"train"`` is taken when, for every latent layer, no batch-norm (or
-        instance norm with running statistics) in training mode runs before it and
-        both passes give the same latents (``torch.allclose``, rtol 1e-4, atol
-        1e-5), else ``"eval"``. The decision and its reason are the fitted
-        ``lcc_latents_`` and ``lcc_latents_reason_`` and, with every refresh, the
-        history's ``lcc_latents_source`` and ``lcc_latents_reason``. One layer that
-        needs the eval pass makes every layer take it (the pass is paid anyway).
-        ``"eval"``: an extra
-        forward pass over the training split in eval mode at the refresh.
+        Where a refresh takes the training split's latents from. ``"eval"``: an
+        extra forward pass over the training split in eval mode at the refresh.
         ``"train"``: what the hooks saw in the training batches of the epoch that
         just ended (training mode, weights moving through the epoch), kept on the
         CPU; samples that epoch did not see (``iterator_train__drop_last=True``) and
-        a refresh at a fit's first epoch use the eval pass. Where a dropout module
-        feeds the latent layer directly (the default layer often sits right after
-        one), the latent before that dropout is kept, as the eval pass would see
-        it. Saves the pass (about a third of a refresh in the CIFAR-10 head
-        benchmark, with no measurable accuracy change; docs/benchmarks.md). Other
-        layers that behave differently in training (batch-norm, a dropout further
-        upstream or applied as a function) make the training-pass latents differ
-        from the eval pass's, which is what ``"auto"`` checks. See the user guide,
-        "Refresh schedule and cost".
+        a refresh at a fit's first epoch use the eval pass; a dropout module that
+        feeds the latent layer directly is undone, as the eval pass would see it.
+        ``"auto"``: before the first refresh of a fit, ``"train"`` where, for every
+        latent layer, no batch-norm (or instance norm with running statistics) in
+        training mode runs before it and one batch gives the same latents in
+        training and in eval mode (``torch.allclose``, rtol 1e-4, atol 1e-5; the
+        random state, statistics and flags left as they were), else ``"eval"``. The
+        decision and its reason are ``lcc_latents_`` and ``lcc_latents_reason_``
+        and, with every refresh, the history's ``lcc_latents_source`` and
+        ``lcc_latents_reason``. What each costs: the user guide, "Refresh schedule
+        and cost".
     cluster_sample_size : int or None, default=5000
         The graph and Louvain run on a seeded subsample of this many training
         samples; the others take the cluster of their nearest subsampled neighbour.
@@ -115,9 +108,8 @@ class LCCClassifier(LatentPenaltyClassifier):
         keeps the latents whole. Targets and the loss always use the full latents.
     louvain_backend : str, optional
         Louvain engine: None for the default (networkit's PLM where installed, else
-        networkx), ``"networkit"``, ``"networkx"``, or another networkx dispatch
-        backend (for example ``"cugraph"`` with nx-cugraph on a GPU machine). The
-        engine that ran is recorded in history as ``lcc_louvain_backend``.
+        networkx), ``"networkit"`` or ``"networkx"``. The engine that ran is
+        recorded in history as ``lcc_louvain_backend``.
     knn_algorithm : {"auto", "kd_tree", "brute", "hnsw", "ivf"}, default="auto"
         Neighbour search of the kNN graph and of the assignment to the subsample,
         named as in scikit-learn's ``NearestNeighbors``. ``"kd_tree"``: scipy's
@@ -125,16 +117,17 @@ class LCCClassifier(LatentPenaltyClassifier):
         faiss's brute force (BLAS products, a heap per query). ``"hnsw"``: an
         approximate hnswlib index, built on one thread so a seed reproduces it.
         ``"ivf"``: an approximate faiss inverted-file index (seeded k-means cells,
-        each query compared with the rows of its 16 nearest cells; Linux only), the
-        fast full clustering with ``cluster_sample_size=None`` (never chosen by
-        ``"auto"``).
-        ``"auto"`` takes brute force up to 50,000 x 50,000 distances (a full
-        clustering of 50,000 samples, or the default subsample of 5,000 and the
-        assignment of up to 500,000 samples to it) and for ``n_neighbors >= 100``,
-        else the KD-tree up to 16 features, else hnswlib (measured in
-        docs/benchmarks.md, "Neighbour search engines"). The engine
-        that ran is recorded in history as ``lcc_knn_algorithm``. On a CUDA
-        ``device`` the searches are exact matrix products on the device.
+        each query compared with the rows of its 16 nearest cells; Linux only; never
+        chosen by ``"auto"``). ``"auto"`` takes brute force for ``n_neighbors >= 99``
+        (the graph's search asks for ``n_neighbors + 1`` hits, each sample finding
+        itself) or up to 50,000 x 50,000 distances (searched rows times queries),
+        else the KD-tree up to 16 features, else hnswlib. Without faiss (macOS,
+        Windows) ``"brute"`` is torch's matrix products, and below 99 neighbours
+        ``"auto"`` takes the KD-tree up to 16 features, else brute force for a
+        graph alone of at most 20,000 rows or from 256 features, else hnswlib. The
+        engine that ran is recorded in history as ``lcc_knn_algorithm``; why the
+        rule: the user guide. On a CUDA ``device`` the searches are exact matrix
+        products on the device.
     random_state : int or None, default=None
         Seeds torch (module initialisation, shuffling, dropout) for the duration of
         ``fit`` without touching the global generator afterwards, and the
@@ -242,11 +235,21 @@ class LCCClassifier(LatentPenaltyClassifier):
         return callbacks + [("lcc_refresh", LatentClusterRefresh()), ("print_log", print_log)]
 
     def initialize(self):
-        """Initialise the net and the generator behind the clustering."""
+        """Initialise the net and the generator behind the clustering.
+
+        Returns
+        -------
+        self
+
+        """
         super().initialize()
-        self.lcc_rng_ = np.random.default_rng(self.random_state)
-        self.lcc_states_ = {}
+        self._initialize_lcc(self.random_state)
         return self
+
+    def _initialize_lcc(self, seed) -> None:
+        """Start the clustering's generator from ``seed``, with no clusters yet."""
+        self.lcc_rng_ = np.random.default_rng(seed)
+        self.lcc_states_ = {}
 
     @property
     def penalty_weight(self) -> float:
@@ -270,7 +273,14 @@ class LCCClassifier(LatentPenaltyClassifier):
         check_choice("knn_algorithm", self.knn_algorithm, KNN_ALGORITHMS)
 
     def penalty_layers(self) -> list[str]:
-        """Resolve ``lcc_layers`` against the module (stored as ``lcc_layers_``)."""
+        """Resolve ``lcc_layers`` against the module (stored as ``lcc_layers_``).
+
+        Returns
+        -------
+        layers : list of str
+            The latent layers' names.
+
+        """
         self.lcc_layers_ = resolve_latent_layers(self.module_, self.lcc_layers)
         return self.lcc_layers_
 
@@ -280,12 +290,34 @@ class LCCClassifier(LatentPenaltyClassifier):
         With ``"train"`` (or ``"auto"``, which may resolve to it) the refresh clusters
         what a latent was before a dropout that feeds it directly
         (:class:`~sklcc.latents.LatentRecorder`, ``undo_dropout``).
+
+        Returns
+        -------
+        recorder : LatentRecorder
+            Not entered yet.
+
         """
         return LatentRecorder(self.module_, self.penalty_layers(),
                               undo_dropout=self.lcc_latents in ("auto", "train"))
 
     def get_split_datasets(self, X, y=None, **fit_params):
-        """Split as skorch does, then check the training split is large enough."""
+        """Split as skorch does, then check the training split is large enough.
+
+        Parameters
+        ----------
+        X : array-like, tensor, dict or torch Dataset
+            Training inputs.
+        y : array-like or None
+            Labels.
+        **fit_params : dict
+            Passed to ``train_split``.
+
+        Returns
+        -------
+        dataset_train, dataset_valid : torch Dataset
+            The validation split is None without ``train_split``.
+
+        """
         dataset_train, dataset_valid = super().get_split_datasets(X, y, **fit_params)
         n_train = len(dataset_train)
         if self.n_neighbors >= n_train:
@@ -336,7 +368,7 @@ class LCCClassifier(LatentPenaltyClassifier):
         return source, reason
 
     def training_latents(self, dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Latents and labels of every sample of ``dataset``, in dataset order.
+        """Return the latents and labels of every sample of ``dataset``, in dataset order.
 
         Eval mode, no gradient, the torch random state left as it was
         (:func:`~sklcc.latents.collect_latents`); called by the refresh during ``fit``.

@@ -50,11 +50,13 @@ class DistributedLCCClassifier(AccelerateMixin, LCCClassifier):
     ----------
     module : torch module class or instance
         The network, as for :class:`~sklcc.LCCClassifier`.
+    *args
+        The positional arguments of skorch after ``module`` (``criterion``).
     accelerator : accelerate.Accelerator
         Sets the devices and the process group; ``Accelerator(cpu=True)`` for processes
         on CPUs (gloo).
     callbacks__valid_acc__use_caching : bool, default=False
-        skorch's caching of validation predictions keeps only this rank's shard, so it is
+        Off: skorch's caching of validation predictions keeps only this rank's shard, so it is
         off (skorch's advice for accelerate on several devices).
     **kwargs
         Every argument of :class:`~sklcc.LCCClassifier` and of skorch's
@@ -106,15 +108,20 @@ class DistributedLCCClassifier(AccelerateMixin, LCCClassifier):
         return self.accelerator.num_processes
 
     def initialize(self):
-        """Initialise as ``AccelerateMixin`` does, then the LCC state (same seed on all ranks)."""
+        """Initialise as ``AccelerateMixin`` does, then the LCC state (same seed on all ranks).
+
+        Returns
+        -------
+        self
+
+        """
         # AccelerateMixin.initialize rewrites NeuralNet.initialize instead of calling it,
-        # so LCCClassifier.initialize does not run: its two fitted attributes are set here.
+        # so LCCClassifier.initialize does not run: its LCC part is called here.
         super().initialize()
         seed = self.random_state
         if seed is None and self._n_processes > 1:
             seed = _broadcast(np.random.SeedSequence().entropy)
-        self.lcc_rng_ = np.random.default_rng(seed)
-        self.lcc_states_ = {}
+        self._initialize_lcc(seed)
         return self
 
     def _initialize_accelerator(self):
@@ -134,7 +141,13 @@ class DistributedLCCClassifier(AccelerateMixin, LCCClassifier):
             self._criteria = criteria
 
     def initialize_history(self):
-        """With several processes and no ``history`` given, use a ``DistributedHistory``."""
+        """With several processes and no ``history`` given, use a ``DistributedHistory``.
+
+        Returns
+        -------
+        self
+
+        """
         if self.history_ is None and self._n_processes > 1:
             self.history_ = distributed_history(self.accelerator)
         return super().initialize_history()
@@ -144,6 +157,19 @@ class DistributedLCCClassifier(AccelerateMixin, LCCClassifier):
 
         A rank's training batches hold its own shard only, so the training latents are
         not the whole split's; with one process, as :class:`~sklcc.LCCClassifier` does.
+
+        Parameters
+        ----------
+        dataset : torch Dataset
+            The training split.
+
+        Returns
+        -------
+        source : {"eval", "train"}
+            Where this fit's refreshes take the training latents from.
+        reason : str
+            Why.
+
         """
         if self.lcc_latents == "auto" and self._n_processes > 1:
             self.lcc_latents_ = "eval"
@@ -153,15 +179,27 @@ class DistributedLCCClassifier(AccelerateMixin, LCCClassifier):
         return super().resolve_latent_source(dataset)
 
     def train_step_single(self, batch, **fit_params):
-        """Remember the batch's positions, then do ``AccelerateMixin``'s training step."""
+        """Remember the batch's positions, then do ``AccelerateMixin``'s training step.
+
+        Parameters
+        ----------
+        batch : tuple
+            Inputs, labels and positions in the training split.
+        **fit_params : dict
+            Passed to the module's ``forward``.
+
+        Returns
+        -------
+        step : dict
+            The step's ``{"loss": ..., "y_pred": ...}``, as skorch returns it.
+
+        """
         # AccelerateMixin's step replaces LatentPenaltyClassifier's without calling it, so
-        # the positions are taken here as the base does.
-        Xi, yi, index = batch
-        self.fit_state_.batch_index = index
-        return super().train_step_single((Xi, yi), **fit_params)
+        # the positions are taken here, by the base's own helper.
+        return super().train_step_single(self._take_positions(batch), **fit_params)
 
     def training_latents(self, dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Latents and labels of every sample of ``dataset``, in dataset order.
+        """Return the latents and labels of every sample of ``dataset``, in dataset order.
 
         With one process, as :meth:`LCCClassifier.training_latents`. With several, each
         rank runs the evaluation step over its shard only and the shards are gathered
@@ -199,7 +237,16 @@ class DistributedLCCClassifier(AccelerateMixin, LCCClassifier):
                                   torch.cat(labels), len(dataset))
 
     def on_epoch_end(self, net, **kwargs):
-        """After an epoch that refreshed, check that every rank holds the same clusters."""
+        """After an epoch that refreshed, check that every rank holds the same clusters.
+
+        Parameters
+        ----------
+        net : DistributedLCCClassifier
+            This net.
+        **kwargs
+            The other arguments skorch passes.
+
+        """
         super().on_epoch_end(net, **kwargs)
         if self._n_processes == 1 or history_key("n_clusters") not in self.history[-1]:
             return
