@@ -619,3 +619,24 @@ def test_default_cost_smoke(tmp_path):
     assert results["pairs"][0]["lcc_latents"] == "train"  # no dropout, no batch-norm
     assert json.loads((tmp_path / "default_cost.json").read_text())["regime"] == "mlp"
     assert "Fit-time ratio LCC / plain" in (tmp_path / "default_cost.md").read_text()
+
+
+def test_quiet_time_ratio_keeps_only_seeds_with_both_runs_quiet():
+    def run(method, seed, fit_s, share):
+        r = _fake_run(method, seed, 0.7, 0.9, fit_s)
+        r["provenance"] = {"other_cpu_share": share}
+        return r
+
+    runs = [run("ce", 0, 100.0, 0.01), run("lcc", 0, 125.0, 0.0),   # quiet: 1.25
+            run("ce", 1, 300.0, 0.30), run("lcc", 1, 120.0, 0.0),   # ce slowed by another job
+            run("ce", 2, 100.0, 0.0), run("lcc", 2, 115.0, 0.049),  # quiet: 1.15
+            run("ce", 3, 100.0, 0.0), run("lcc", 3, 200.0, 0.05)]   # lcc at the threshold
+    q = stats.quiet_time_ratio(runs, "lcc")
+    assert q["seeds"] == [0, 2] and q["n_pairs"] == 2
+    assert q["ratio"] == pytest.approx(240 / 200) and q["ratios"] == pytest.approx([1.25, 1.15])
+    # runs without provenance never count as quiet
+    assert stats.quiet_time_ratio([_fake_run("ce", 0, 1, 1, 1.0), _fake_run("lcc", 0, 1, 1, 2.0)],
+                                  "lcc")["n_pairs"] == 0
+    summary = stats.summarize(runs, ["ce", "lcc"])
+    assert summary["cost"]["quiet"]["lcc"]["seeds"] == [0, 2]
+    assert summary["cost"]["methods"]["lcc"]["ratio_to_ce"] == pytest.approx(560 / 600)

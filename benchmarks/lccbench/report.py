@@ -285,6 +285,15 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     header = ["method", "fit s (mean)", "s / epoch", "time ratio to ce", "peak RSS MB",
               "peak RSS increase MB"]
     out += _table(header + (["CUDA peak MB"] if cost["cuda"] else []), rows)
+    quiet = {m: q for m, q in cost.get("quiet", {}).items() if q["n_pairs"]}
+    if quiet:
+        share = next(iter(quiet.values()))["max_other_share"]
+        out += [f"Time ratio on a quiet machine: only the seeds whose two runs both had other "
+                f"processes take under {share:.0%} of the CPU during the fit (the cost figure "
+                "of record; the table above includes fits slowed by other jobs).", ""]
+        out += _table(["method", "quiet pairs", "seeds", "time ratio to ce", "per seed"],
+                      [[m, q["n_pairs"], ", ".join(map(str, q["seeds"])), _fmt(q["ratio"], 2),
+                        ", ".join(_fmt(r, 2) for r in q["ratios"])] for m, q in quiet.items()])
     if results.get("prepare_s") is not None:
         out += [f"Data preparation (loading, embedding or cache read): "
                 f"{_fmt(results['prepare_s'], 1)} s.", ""]

@@ -289,6 +289,62 @@ def median_timings(refreshes: Sequence[Mapping[str, float]]) -> dict[str, float]
     return out
 
 
+#: Largest share of the machine's CPU other processes may take during both fits of a
+#: seed for their fit-time ratio to count as a cost measurement (docs/benchmarks.md,
+#: section P, "Cost").
+QUIET_SHARE = 0.05
+
+
+def quiet_time_ratio(runs: Sequence[Mapping[str, Any]], method: str, baseline: str = "ce",
+                     max_other_share: float = QUIET_SHARE) -> dict[str, Any]:
+    """Fit-time ratio of ``method`` to ``baseline`` over the seeds measured on a quiet machine.
+
+    A seed counts when both its runs recorded ``provenance.other_cpu_share`` below
+    ``max_other_share``: a fit that shared the CPU with another job is slower for a reason
+    that has nothing to do with the method.
+
+    Parameters
+    ----------
+    runs : sequence of mapping
+        Finished runs (``method``, ``seed``, ``fit_s`` and ``provenance``).
+    method, baseline : str
+        The two methods compared.
+    max_other_share : float, default=QUIET_SHARE
+        Largest share of the CPU other processes may have taken during each of the two fits.
+
+    Returns
+    -------
+    dict
+        ``seeds`` (the quiet seeds), ``n_pairs``, ``ratio`` (total fit time of ``method``
+        over that of ``baseline`` on those seeds; NaN without one) and ``ratios`` (per
+        seed), with ``max_other_share``.
+
+    Examples
+    --------
+    >>> def run(m, seed, fit_s, share):
+    ...     return {"method": m, "seed": seed, "fit_s": fit_s,
+    ...             "provenance": {"other_cpu_share": share}}
+    >>> runs = [run("ce", 0, 100, 0.0), run("lcc", 0, 120, 0.01),
+    ...         run("ce", 1, 200, 0.4), run("lcc", 1, 120, 0.0)]
+    >>> q = quiet_time_ratio(runs, "lcc")
+    >>> q["seeds"], q["ratio"]
+    ([0], 1.2)
+
+    """
+    def share(run: Mapping[str, Any]) -> float:
+        value = (run.get("provenance") or {}).get("other_cpu_share")
+        return math.inf if value is None else value
+
+    by = {m: {r["seed"]: r for r in runs if r["method"] == m} for m in (method, baseline)}
+    seeds = sorted(s for s in set(by[method]) & set(by[baseline])
+                   if share(by[method][s]) < max_other_share
+                   and share(by[baseline][s]) < max_other_share)
+    total = sum(by[baseline][s]["fit_s"] for s in seeds)
+    return {"seeds": seeds, "n_pairs": len(seeds), "max_other_share": max_other_share,
+            "ratio": sum(by[method][s]["fit_s"] for s in seeds) / total if seeds else math.nan,
+            "ratios": [by[method][s]["fit_s"] / by[baseline][s]["fit_s"] for s in seeds]}
+
+
 def summarize(runs: list[dict[str, Any]], methods: list[str],
               confidence: float = 0.95) -> dict[str, Any]:
     """Per-method summaries, paired differences, cost and refresh diagnostics.
@@ -307,7 +363,8 @@ def summarize(runs: list[dict[str, Any]], methods: list[str],
     dict
         ``summary``, ``paired`` (see :func:`comparison_pairs`), ``additivity`` (with
         ``ce``, ``lcc``, ``ce+ls`` and ``lcc+ls``: LCC's gain with label smoothing
-        against its gain without, per seed; else None), ``cost``, ``refresh_timings``
+        against its gain without, per seed; else None), ``cost`` (with ``quiet``: per
+        method, :func:`quiet_time_ratio` to ``ce``), ``refresh_timings``
         and ``refresh_stats``.
 
     """
@@ -364,7 +421,9 @@ def summarize(runs: list[dict[str, Any]], methods: list[str],
             "cuda_peak_mb": max(cuda) if cuda else None,
         }
     memory_method = runs[0]["memory_method"]
-    cost = {"methods": cost_methods, "memory_method": memory_method,
+    quiet = {m: quiet_time_ratio(runs, m) for m in methods if m != "ce" and "ce" in by
+             and any(r.get("provenance") for r in runs)}
+    cost = {"methods": cost_methods, "memory_method": memory_method, "quiet": quiet,
             "memory_note": MEMORY_NOTES[memory_method],
             "cuda": any(r["cuda_peak_mb"] is not None for r in runs)}
 
