@@ -207,8 +207,9 @@ def warning_signs(net: Any, late_fraction: float = 0.5) -> list[str]:
     """Read a fitted net's refresh history for the signs seen where LCC did not help.
 
     These are heuristics from this project's runs (docs/benchmarks.md), not a test:
-    where LCC helped (full fine-tuning), the misclustered share fell steadily to a few
-    percent by the end; where it did not (a frozen backbone), it stayed flat or rose,
+    where LCC had room to act (full fine-tuning, where its estimated gain was positive but
+    not demonstrable), the misclustered share fell steadily to a few percent by the end;
+    where it did not help (a frozen backbone), it stayed flat or rose,
     and dense graphs left classes owning no cluster, whose misclustered samples get no
     target at all.
 
