@@ -27,6 +27,7 @@ from skorch.history import DistributedHistory
 from .base import IndexedDataset
 from .classifier import LCCClassifier
 from .diagnostics import history_key
+from .latents import latent_pass
 
 __all__ = ["DistributedLCCClassifier", "distributed_history", "gather_by_position",
            "states_digest"]
@@ -218,23 +219,12 @@ class DistributedLCCClassifier(AccelerateMixin, LCCClassifier):
         """
         if self._n_processes == 1:
             return super().training_latents(dataset)
-        recorder = self.fit_state_.recorder
-        chunks: dict[str, list] = {layer: [] for layer in recorder.layers}
-        labels, positions = [], []
         # The prepared iterator shards, pads (repeating samples, harmless: a position
         # maps to one sample) and places the batches; positions travel with them.
         batches = self.get_iterator(IndexedDataset(dataset), training=False)
         evaluation_step = super(AccelerateMixin, self).evaluation_step  # no per-batch gather
-        with torch.random.fork_rng(devices=[]):
-            for Xi, yi, index in batches:
-                evaluation_step((Xi, yi), training=False)
-                for layer in recorder.layers:
-                    chunks[layer].append(recorder.outputs[layer].detach().float())
-                labels.append(torch.as_tensor(yi).reshape(-1))
-                positions.append(torch.as_tensor(index).reshape(-1))
-        latents = {layer: torch.cat(c) for layer, c in chunks.items()}
-        return gather_by_position(self.accelerator, torch.cat(positions), latents,
-                                  torch.cat(labels), len(dataset))
+        latents, y, positions = latent_pass(evaluation_step, batches, self.fit_state_.recorder)
+        return gather_by_position(self.accelerator, positions, latents, y, len(dataset))
 
     def on_epoch_end(self, net, **kwargs):
         """After an epoch that refreshed, check that every rank holds the same clusters.

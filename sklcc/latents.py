@@ -8,17 +8,17 @@ instead, which is how the default, the input of the last ``nn.Linear``, is writt
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from skorch.dataset import Dataset as SkorchDataset
 from skorch.dataset import unpack_data
-from skorch.utils import to_numpy, to_tensor
+from skorch.utils import to_tensor
 from torch import nn
 
 __all__ = ["LatentRecorder", "collect_latents", "compare_training_pass", "default_latent_layer",
-           "resolve_latent_layers", "unwrap_parallel"]
+           "latent_pass", "resolve_latent_layers", "unwrap_parallel"]
 
 #: Tolerances (``torch.allclose``) within which one batch's training-pass latents count
 #: as the eval pass's (float32 kernels may round differently between the modes).
@@ -285,19 +285,65 @@ def collect_latents(net, dataset, recorder: LatentRecorder) -> tuple[dict[str, n
         Label of each sample.
 
     """
+    latents, y, _ = latent_pass(net.evaluation_step, _eval_batches(net, dataset), recorder,
+                                device="cpu")
+    return {layer: Z.numpy() for layer, Z in latents.items()}, y.cpu().numpy().astype(np.int64)
+
+
+def latent_pass(evaluation_step, batches: Iterable, recorder: LatentRecorder, *,
+                device: str | torch.device | None = None
+                ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
+    """Run an evaluation step over batches and keep each layer's latents, in batch order.
+
+    The loop of :func:`collect_latents`, for callers that choose the batches and the
+    step themselves (:class:`~sklcc.distributed.DistributedLCCClassifier` passes its
+    rank's shard with each batch's positions in the training split). The torch random
+    state is left as it was.
+
+    Parameters
+    ----------
+    evaluation_step : callable
+        Called as ``evaluation_step((X, y), training=False)``, e.g. a net's
+        ``evaluation_step``; its forward pass fills the recorder.
+    batches : iterable of tuple
+        ``(X, y)`` or ``(X, y, positions)`` per batch.
+    recorder : LatentRecorder
+        Entered recorder on the network the step runs.
+    device : str or torch.device, optional
+        Where each batch's latents go as soon as they are taken (``"cpu"`` keeps one
+        batch at a time on the accelerator); None leaves them where they are.
+
+    Returns
+    -------
+    latents : dict of str to Tensor of shape (n_rows, n_features), float32
+        Each of ``recorder.layers`` to its latents, one flattened row per sample.
+    y : Tensor of shape (n_rows,)
+        Label of each row, on the device the batches carried it on.
+    positions : Tensor of shape (n_rows,) or None
+        The batches' positions, concatenated; None when the batches carry none.
+
+    """
     chunks: dict[str, list] = {layer: [] for layer in recorder.layers}
-    labels = []
+    labels, positions = [], []
+    with torch.random.fork_rng(devices=[]):
+        for Xi, yi, *index in batches:
+            evaluation_step((Xi, yi), training=False)
+            for layer in recorder.layers:
+                Z = recorder.outputs[layer].detach().float()
+                chunks[layer].append(Z if device is None else Z.to(device))
+            labels.append(torch.as_tensor(yi).reshape(-1))
+            if index:
+                positions.append(torch.as_tensor(index[0]).reshape(-1))
+    latents = {layer: torch.cat(c) for layer, c in chunks.items()}
+    return latents, torch.cat(labels), torch.cat(positions) if positions else None
+
+
+def _eval_batches(net, dataset) -> Iterator:
+    """Yield the validation iterator's ``(X, y)`` batches, sliced from arrays when possible."""
     batches = _array_batches(net, dataset)
     if batches is None:
         batches = (unpack_data(b) for b in net.get_iterator(dataset, training=False))
-    with torch.random.fork_rng(devices=[]):
-        for Xi, yi in batches:
-            net.evaluation_step((Xi, yi), training=False)
-            for layer in recorder.layers:
-                chunks[layer].append(recorder.outputs[layer].detach().float().cpu())
-            labels.append(to_numpy(yi).reshape(-1))
-    latents = {layer: torch.cat(c).numpy() for layer, c in chunks.items()}
-    return latents, np.concatenate(labels).astype(np.int64)
+    return batches
 
 
 def _array_batches(net, dataset) -> Iterator | None:
@@ -367,9 +413,7 @@ def compare_training_pass(net, dataset, recorder: LatentRecorder) -> dict[str, t
 
     """
     module = unwrap_parallel(net.module_)
-    batches = _array_batches(net, dataset)
-    if batches is None:
-        batches = (unpack_data(b) for b in net.get_iterator(dataset, training=False))
+    batches = _eval_batches(net, dataset)
     # Which batch-statistics layers had run when each latent was taken (in training mode).
     ran: list[str] = []
     upstream: dict[str, list[str]] = {}

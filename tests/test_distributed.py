@@ -16,7 +16,9 @@ import torch
 from sklearn.datasets import load_digits
 
 from sklcc import LCCClassifier
+from sklcc.base import FitState
 from sklcc.distributed import DistributedLCCClassifier, states_digest
+from sklcc.latents import LatentRecorder, collect_latents
 from sklcc.refresh import refresh_clusters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,6 +123,30 @@ def test_one_process_trains_as_lcc_classifier():
     np.testing.assert_array_equal(dist.predict(X), plain.predict(X))
     # AccelerateMixin re-implements initialize: every LCC attribute must still be set.
     assert {"lcc_rng_", "lcc_states_", "lcc_layers_"} <= set(vars(dist))
+
+
+def test_sharded_latent_pass_gives_the_single_process_latents(monkeypatch):
+    # The several-process branch of training_latents (latent_pass over the prepared
+    # iterator with positions, then gather_by_position), run in one process: it must give
+    # collect_latents' arrays. The torchrun test covers real shards in the slow lane.
+    X, y = load_digits(return_X_y=True)
+    X, y = (X[:300] / 16).astype(np.float32), y[:300]
+    net = DistributedLCCClassifier(MLP, accelerator=accelerate.Accelerator(cpu=True),
+                                   lcc_layers=["hidden", "out:input"], max_epochs=1,
+                                   lcc_warmup=5, batch_size=64, random_state=0, verbose=0)
+    net.fit(X, y)
+    # Shuffled positions: the gather must put the rows back in dataset order.
+    dataset = torch.utils.data.Subset(net.get_dataset(X, y), np.random.default_rng(0)
+                                      .permutation(len(X))[:250].tolist())
+    with LatentRecorder(net.module_, net.lcc_layers_) as recorder:
+        expected, expected_y = collect_latents(net, dataset, recorder)
+        net.fit_state_ = FitState(recorder=recorder)
+        monkeypatch.setattr(DistributedLCCClassifier, "_n_processes", property(lambda self: 2))
+        got, got_y = net.training_latents(dataset)
+    np.testing.assert_array_equal(got_y, expected_y)
+    assert got_y.dtype == np.int64 and set(got) == set(expected)
+    for layer in expected:
+        np.testing.assert_array_equal(got[layer], expected[layer])
 
 
 def test_import_does_not_need_accelerate():
