@@ -305,7 +305,8 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
 
         Returns
         -------
-        self
+        self : object
+            This net, trained.
 
         """
         self._check_params()
@@ -336,7 +337,8 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
 
         Returns
         -------
-        self
+        self : object
+            This net, trained ``max_epochs`` more epochs.
 
         """
         if hasattr(self, "fit_state_"):  # called by fit: the data are already checked
@@ -362,7 +364,8 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
 
         Returns
         -------
-        self
+        self : object
+            This net, with the module built in ``module_``.
 
         """
         kwargs = self.get_params_for("module")
@@ -405,7 +408,8 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
 
         Returns
         -------
-        self
+        self : object
+            This net, trained ``epochs`` more epochs (``max_epochs`` when None).
 
         """
         if not hasattr(self, "fit_state_"):  # fit_loop called on its own
@@ -435,6 +439,7 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
         Returns
         -------
         iterator : torch DataLoader
+            Batches of ``dataset``; a training batch is ``(X, y, positions)``.
 
         """
         if training:
@@ -483,6 +488,7 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
         Returns
         -------
         loss : Tensor, scalar
+            The criterion's loss, plus ``penalty_weight`` times the term on a training batch.
 
         """
         state = getattr(self, "fit_state_", None)
@@ -556,6 +562,7 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
+            The module's output for each sample, one column per class in ``classes_`` order.
 
         """
         proba = super().predict_proba(check_X(X, self, reset=False))
@@ -580,6 +587,7 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
         Returns
         -------
         labels : ndarray of shape (n_samples,)
+            The most probable class of each sample.
 
         """
         codes = self.predict_proba(X).argmax(axis=1)

@@ -105,6 +105,7 @@ class LatentClusterRefresh(Callback):
         Returns
         -------
         self : LatentClusterRefresh
+            This callback, with no latent source or buffer kept from an earlier fit.
 
         """
         self._reset()

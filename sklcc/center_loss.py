@@ -34,7 +34,8 @@ def center_loss(z: torch.Tensor, centers: torch.Tensor, y: torch.Tensor) -> torc
 
     Returns
     -------
-    Tensor, scalar
+    loss : Tensor, scalar
+        Half the mean squared distance of each latent to its class's center.
 
     Examples
     --------
@@ -142,7 +143,8 @@ class CenterLossClassifier(LatentPenaltyClassifier):
 
         Returns
         -------
-        self
+        self : CenterLossClassifier
+            This net, with the network in ``module_`` and the centers in ``centers_``.
 
         """
         super().initialize_module()
@@ -166,7 +168,8 @@ class CenterLossClassifier(LatentPenaltyClassifier):
 
         Returns
         -------
-        self
+        self : CenterLossClassifier
+            This net, with the optimizer in ``optimizer_``.
 
         """
         args, kwargs = self.get_params_for_optimizer("optimizer", self.module_.named_parameters())
@@ -188,6 +191,7 @@ class CenterLossClassifier(LatentPenaltyClassifier):
         Returns
         -------
         term : Tensor, scalar
+            The center loss of the batch's latents at ``center_layer``.
 
         """
         (z,) = self.fit_state_.recorder.outputs.values()

@@ -239,7 +239,8 @@ class LCCClassifier(LatentPenaltyClassifier):
 
         Returns
         -------
-        self
+        self : LCCClassifier
+            This net, with a fresh ``lcc_rng_`` and no clusters (``lcc_states_`` empty).
 
         """
         super().initialize()
@@ -381,7 +382,9 @@ class LCCClassifier(LatentPenaltyClassifier):
         Returns
         -------
         latents : dict of str to ndarray of shape (n_samples, n_features)
+            Each latent layer's name to its latents, one flattened row per sample.
         y : ndarray of shape (n_samples,)
+            The class code of each sample.
 
         """
         return collect_latents(self, dataset, self.fit_state_.recorder)
@@ -402,6 +405,7 @@ class LCCClassifier(LatentPenaltyClassifier):
         Returns
         -------
         term : Tensor, scalar, or None
+            The clustering term, averaged over the latent layers; None before the first refresh.
 
         """
         if not self.lcc_states_:
