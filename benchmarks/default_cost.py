@@ -152,9 +152,10 @@ def epoch_split(plain, lcc) -> dict[str, float]:
     if not epochs:
         return {}
 
-    def per_batch(net, blocked: bool) -> float:
-        seconds = sum(net.history[i, "dur"] - (net.history[i].get(history_key("blocked_s"), 0.0)
-                                                if blocked else 0.0) for i in epochs)
+    def per_batch(net, refreshes: bool) -> float:
+        # An epoch's dur includes its refresh, all of which training waited for.
+        seconds = sum(net.history[i, "dur"] - (net.history[i].get(history_key("refresh_s"), 0.0)
+                                                if refreshes else 0.0) for i in epochs)
         return seconds / sum(net.history[i, "train_batch_count"] for i in epochs)
 
     # Before the first refresh the term returns at once: its seconds are those epochs'.

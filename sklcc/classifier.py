@@ -155,8 +155,8 @@ class LCCClassifier(LatentPenaltyClassifier):
         ``lcc_modularity``, ``lcc_misclustered``, ``lcc_uncovered_classes``,
         ``lcc_largest_cluster``, ``lcc_no_target``, ``lcc_n_representatives``,
         ``lcc_refresh_s`` and its split ``lcc_latents_s``, ``lcc_graph_s``,
-        ``lcc_communities_s``, ``lcc_assign_s``, ``lcc_index_s``, the seconds training
-        waited ``lcc_blocked_s``, the epoch whose latents were clustered
+        ``lcc_communities_s``, ``lcc_assign_s``, ``lcc_index_s`` (training waits for
+        the whole refresh), the epoch whose latents were clustered
         ``lcc_latents_epoch`` (1-based like ``epoch``; 0 means the initial weights)
         the fraction of them from an eval pass ``lcc_latents_eval``, and the resolved
         latent source ``lcc_latents_source`` with ``lcc_latents_reason``.

@@ -15,10 +15,9 @@ __all__ = ["ENGINE_KEYS", "REFRESH_KEYS", "SCHEDULE_KEYS", "STAT_KEYS", "TIMING_
 #: Clustering statistics of every refresh (see :func:`refresh_stats`).
 STAT_KEYS = ("n_clusters", "modularity", "misclustered", "uncovered_classes",
              "largest_cluster", "no_target", "n_representatives")
-#: Seconds of each refresh step; ``refresh_s`` is the whole refresh, ``blocked_s`` the
-#: part of it training waited for (all of it: the refresh runs between epochs).
-TIMING_KEYS = ("latents_s", "graph_s", "communities_s", "assign_s", "index_s", "refresh_s",
-               "blocked_s")
+#: Seconds of each refresh step; ``refresh_s`` is the whole refresh, all of which training
+#: waits for (the refresh runs between epochs).
+TIMING_KEYS = ("latents_s", "graph_s", "communities_s", "assign_s", "index_s", "refresh_s")
 #: Which latents the applied clusters came from: the epoch (1-based, as the history's
 #: ``epoch``; 0 is the initial weights), the fraction of samples from an eval pass, and
 #: the resolved ``lcc_latents`` (``"eval"`` or ``"train"``) with the reason for it.
