@@ -113,7 +113,8 @@ class DistributedLCCClassifier(AccelerateMixin, LCCClassifier):
 
         Returns
         -------
-        self
+        self : DistributedLCCClassifier
+            This net, with an ``lcc_rng_`` seeded alike on every rank and no clusters yet.
 
         """
         # AccelerateMixin.initialize rewrites NeuralNet.initialize instead of calling it,
@@ -146,7 +147,8 @@ class DistributedLCCClassifier(AccelerateMixin, LCCClassifier):
 
         Returns
         -------
-        self
+        self : DistributedLCCClassifier
+            This net, with ``history_`` empty (shared by the ranks when there are several).
 
         """
         if self.history_ is None and self._n_processes > 1:
@@ -214,7 +216,9 @@ class DistributedLCCClassifier(AccelerateMixin, LCCClassifier):
         Returns
         -------
         latents : dict of str to ndarray of shape (n_samples, n_features)
+            Each latent layer's name to its latents, one flattened row per sample.
         y : ndarray of shape (n_samples,)
+            The class code of each sample.
 
         """
         if self._n_processes == 1:
@@ -277,7 +281,9 @@ def gather_by_position(accelerator, positions: torch.Tensor, latents: dict[str, 
     Returns
     -------
     latents : dict of str to ndarray of shape (n_samples, n_features), float32
+        Each layer to the latents of all ranks, row ``i`` the sample at position ``i``.
     y : ndarray of shape (n_samples,), int64
+        The label of the sample at each position.
 
     Raises
     ------
@@ -323,6 +329,7 @@ def distributed_history(accelerator) -> DistributedHistory:
     Returns
     -------
     history : skorch.history.DistributedHistory
+        An empty history that every rank of ``accelerator`` reads and writes through the store.
 
     """
     host = os.environ.get("MASTER_ADDR", "127.0.0.1")
