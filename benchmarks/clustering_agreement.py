@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from lccbench.config import parse_args, resolve_config
+from lccbench.config import estimator_default, parse_args, resolve_config
 from lccbench.data import prepare_data
 from lccbench.methods import make_estimator
 from sklcc.neighbors import KNN_ALGORITHMS
-from sklcc.refresh import RefreshParams, refresh_clusters
+from sklcc.refresh import refresh_clusters
 
 
 def hidden_latents(net, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
@@ -117,8 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2],
                         help="clustering seeds")
-    parser.add_argument("--n-neighbors", type=int,
-                        default=RefreshParams.defaults().n_neighbors)
+    parser.add_argument("--n-neighbors", type=int, default=estimator_default("n_neighbors"))
     parser.add_argument("--cluster-sample-sizes", type=int, nargs="+",
                         default=[10_000, 5000, 3000],
                         help="subsample sizes to compare (0: every sample)")

@@ -39,7 +39,7 @@ class MLP(torch.nn.Module):
 
 def fit_on(device: str, X_train, y_train, X_test, y_test) -> dict:
     """Fit the seeded recipe on ``device`` and summarise it."""
-    net = LCCClassifier(MLP, lcc_layers=["hidden"], lcc_weight=0.1, max_epochs=10, lr=0.1,
+    net = LCCClassifier(MLP, lcc_layers=["hidden"], max_epochs=10, lr=0.1,
                         lcc_warmup=1, random_state=0, device=device, verbose=0)
     start = time.perf_counter()
     net.fit(X_train, y_train)

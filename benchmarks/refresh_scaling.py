@@ -50,11 +50,10 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure_sklcc(n: int, d: int, cluster_sample_size: int | None,
-                  cluster_n_components: int | None = None, seed: int = 0, *,
-                  n_neighbors: int = 10, louvain_backend: str | None = None,
-                  lcc_target: str = "nearest", knn_algorithm: str = "auto") -> dict:
-    """One sklcc refresh (the estimator's defaults otherwise); seconds per step, peak memory."""
+def measure_sklcc(n: int, d: int, seed: int = 0, *, cluster_sample_size: int | None,
+                  cluster_n_components: int | None, n_neighbors: int,
+                  louvain_backend: str | None, lcc_target: str, knn_algorithm: str) -> dict:
+    """One sklcc refresh (the estimator's other defaults); seconds per step, peak memory."""
     from sklcc.communities import louvain_labels
     from sklcc.neighbors import NeighborSearch
     from sklcc.refresh import refresh_clusters
@@ -73,8 +72,7 @@ def measure_sklcc(n: int, d: int, cluster_sample_size: int | None,
     state = refresh_clusters(Z, y, N_CLASSES, cluster_sample_size=cluster_sample_size,
                              cluster_n_components=cluster_n_components, random_state=seed,
                              n_neighbors=n_neighbors, louvain_backend=louvain_backend,
-                             lcc_target=lcc_target, knn_algorithm=knn_algorithm,
-                             n_representatives=None if knn_mean else 32)
+                             lcc_target=lcc_target, knn_algorithm=knn_algorithm)
     total = time.perf_counter() - start
     probe = Z[:: max(1, n // 2048)][:2048]
     start = time.perf_counter()
@@ -131,6 +129,14 @@ def run(args: argparse.Namespace) -> list[dict]:
     from sklearn.metrics import adjusted_rand_score
     from tqdm import tqdm
 
+    from lccbench.config import estimator_default
+
+    # The full clustering, in the full latent space, for the ARI: the estimator's engines
+    # and target.
+    full = {"n_neighbors": args.n_neighbors, "cluster_sample_size": None,
+            "cluster_n_components": None, **{name: estimator_default(name) for name in (
+                "louvain_backend", "knn_algorithm", "lcc_target")}}
+
     jobs = [("sklcc", n, d, (engine, search)) for n in args.n for d in args.d
             for engine in args.louvain_backends for search in args.knn_algorithms
             for _ in range(args.repeats)]
@@ -144,15 +150,15 @@ def run(args: argparse.Namespace) -> list[dict]:
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             if kind == "sklcc":
                 engine, search = engine
-                row = pool.submit(measure_sklcc, n, d, args.cluster_sample_size,
-                                  args.cluster_n_components, n_neighbors=args.n_neighbors,
-                                  louvain_backend=engine, lcc_target=args.lcc_target,
-                                  knn_algorithm=search).result()
+                row = pool.submit(measure_sklcc, n, d, n_neighbors=args.n_neighbors,
+                                  lcc_target=args.lcc_target,
+                                  cluster_sample_size=args.cluster_sample_size,
+                                  cluster_n_components=args.cluster_n_components,
+                                  louvain_backend=engine, knn_algorithm=search).result()
             elif kind == "reference":
                 row = pool.submit(measure_reference, n, d).result()
-            else:  # the full clustering, in the full latent space, for the ARI
-                row = pool.submit(measure_sklcc, n, d, None, None,
-                                  n_neighbors=args.n_neighbors).result()
+            else:
+                row = pool.submit(measure_sklcc, n, d, **full).result()
                 row["method"] = "sklcc-full"
         rows.append(row)
     rows = _median_of_repeats(rows)
@@ -212,28 +218,29 @@ def to_markdown(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> None:
+    from lccbench.config import estimator_default
     from sklcc.neighbors import KNN_ALGORITHMS
-    from sklcc.refresh import RefreshParams
 
-    defaults = vars(RefreshParams.defaults())  # the estimator's defaults
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--n", type=int, nargs="+", default=[10_000, 50_000, 200_000])
     parser.add_argument("--d", type=int, nargs="+", default=[64, 256, 1024])
     parser.add_argument("--cluster-sample-size", type=int,
-                        default=defaults["cluster_sample_size"],
+                        default=estimator_default("cluster_sample_size"),
                         help="subsample the graph and Louvain see (0 for every sample)")
     parser.add_argument("--cluster-n-components", type=int,
-                        default=defaults["cluster_n_components"],
+                        default=estimator_default("cluster_n_components"),
                         help="PCA components before graph and assignment (0 for none)")
-    parser.add_argument("--n-neighbors", type=int, default=defaults["n_neighbors"])
-    parser.add_argument("--lcc-target", default=defaults["lcc_target"],
+    parser.add_argument("--n-neighbors", type=int, default=estimator_default("n_neighbors"))
+    parser.add_argument("--lcc-target", default=estimator_default("lcc_target"),
                         choices=["nearest", "knn-mean"])
-    parser.add_argument("--louvain-backends", nargs="+", default=[None],
+    parser.add_argument("--louvain-backends", nargs="+",
+                        default=[estimator_default("louvain_backend")],
                         type=lambda s: None if s == "default" else s,
                         help="Louvain engines to time side by side ('default' = the "
                              "estimator's default engine)")
-    parser.add_argument("--knn-algorithms", nargs="+", default=[defaults["knn_algorithm"]],
+    parser.add_argument("--knn-algorithms", nargs="+",
+                        default=[estimator_default("knn_algorithm")],
                         choices=list(KNN_ALGORITHMS),
                         help="neighbour search engines to time side by side")
     parser.add_argument("--skip-reference", action="store_true",

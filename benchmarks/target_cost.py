@@ -5,9 +5,9 @@ batch. This script measures that lookup, alone, on synthetic latents shaped like
 CIFAR training split: a refresh clusters them once (so the clusters, the flags and the
 candidates are real), then batches of latents drawn from the split query the targets.
 numpy's BLAS runs single-threaded, as during a fit. It reports milliseconds per batch
-for ``lcc_target="knn-mean"`` at several ``k`` and for ``"nearest"`` (32
-representatives per cluster), and the refresh-time cost of building each target
-structure.
+for ``lcc_target="knn-mean"`` at several ``k`` and for ``"nearest"`` (the estimator's
+default ``n_representatives``: 32 representatives per cluster), and the refresh-time
+cost of building each target structure.
 
 Examples
 --------
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from lccbench.config import estimator_default
 from sklcc.refresh import refresh_clusters
 from sklcc.representatives import make_targets
 
@@ -70,7 +71,8 @@ def run(args: argparse.Namespace) -> list[dict]:
         cells = [("nearest", None)] + [("knn-mean", k) for k in args.k]
         for target, k in cells:
             start = time.perf_counter()
-            index = make_targets(Z, y, labels, correct, target, n_representatives=32, k=k,
+            index = make_targets(Z, y, labels, correct, target,
+                                 n_representatives=estimator_default("n_representatives"), k=k,
                                  rng=np.random.default_rng(0))
             build_s = time.perf_counter() - start
             rng = np.random.default_rng(1)

@@ -21,7 +21,7 @@ from sklcc.representatives import AUTO_REPRESENTATIVES
 from .models import PLACEMENTS, parse_finetune
 
 __all__ = ["BASE_METHODS", "DEFAULT_METHODS", "GRID_PREFIX", "PRESETS", "QUICK", "SMOOTHED",
-           "SWEEP_PREFIX",
+           "SWEEP_PREFIX", "estimator_default",
            "grid_method", "parse_args", "parse_grid_method", "resolve_config"]
 
 BASE_METHODS = ("ce", "lcc", "center", "lcc-tuned", "ce-tuned", "ce+ls", "lcc+ls")
@@ -88,7 +88,30 @@ FULL = {"epochs": 30, "seeds": [0, 1, 2, 3, 4], "lcc_warmup": 10, "lcc_interval"
         "tune_trials": 10, "train_subset": None, "test_subset": None, "threads": None}
 
 
-def _default(estimator: type, name: str) -> Any:
+def estimator_default(name: str, estimator: type = LCCClassifier) -> Any:
+    """Return the default of an estimator's parameter, read from its signature.
+
+    The estimator's signature is the one place a default is written; every benchmark
+    reads it from there, so a changed default reaches every flag and script.
+
+    Parameters
+    ----------
+    name : str
+        The parameter.
+    estimator : type, default=LCCClassifier
+        The estimator class.
+
+    Returns
+    -------
+    default
+        The value the estimator uses when ``name`` is not given.
+
+    Examples
+    --------
+    >>> estimator_default("n_neighbors") == LCCClassifier(None).get_params()["n_neighbors"]
+    True
+
+    """
     return inspect.signature(estimator).parameters[name].default
 
 
@@ -192,20 +215,20 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
     g.add_argument("--lcc-interval", type=int, default=None,
                    help=f"default {FULL['lcc_interval']}")
     g.add_argument("--louvain-resolution", type=float,
-                   default=_default(LCCClassifier, "louvain_resolution"),
+                   default=estimator_default("louvain_resolution"),
                    help="Louvain resolution of the lcc method (higher: more, smaller clusters)")
     g.add_argument("--louvain-resolution-sweep", type=float, nargs="*", default=[],
                    help=f"also run {SWEEP_PREFIX}R (lcc with that Louvain resolution) for "
                         "each R")
-    g.add_argument("--n-neighbors", type=int, default=_default(LCCClassifier, "n_neighbors"),
+    g.add_argument("--n-neighbors", type=int, default=estimator_default("n_neighbors"),
                    help="neighbours per sample in the kNN graph")
     g.add_argument("--n-representatives", type=_auto_or_int,
-                   default=_default(LCCClassifier, "n_representatives"),
+                   default=estimator_default("n_representatives"),
                    help="correctly clustered samples drawn per cluster as targets of "
                         "--lcc-target nearest (0 for all); 'auto': "
                         f"{AUTO_REPRESENTATIVES} under nearest, every one under knn-mean")
     g.add_argument("--lcc-target", choices=["nearest", "knn-mean"],
-                   default=_default(LCCClassifier, "lcc_target"),
+                   default=estimator_default("lcc_target"),
                    help="the nearest representative, or the published mean of the k nearest "
                         "correctly clustered samples per owned cluster")
     g.add_argument("--grid-weights", type=float, nargs="*", default=[],
@@ -216,24 +239,25 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
     g.add_argument("--grid-k", type=int, nargs="*", default=[])
     g.add_argument("--grid-layers", nargs="*", default=[],
                    help="placements: logits, last-stage")
-    g.add_argument("--louvain-backend", default=_default(LCCClassifier, "louvain_backend"),
+    g.add_argument("--louvain-backend", default=estimator_default("louvain_backend"),
                    help="Louvain engine of every LCC method (networkit, networkx, ...; "
                         "default: the estimator's choice)")
     g.add_argument("--knn-algorithm", choices=list(KNN_ALGORITHMS),
-                   default=_default(LCCClassifier, "knn_algorithm"),
+                   default=estimator_default("knn_algorithm"),
                    help="neighbour search of the kNN graph (every LCC method)")
     g.add_argument("--cluster-sample-size", type=int,
-                   default=_default(LCCClassifier, "cluster_sample_size"),
+                   default=estimator_default("cluster_sample_size"),
                    help="samples the graph and Louvain see (0 for every sample)")
     g.add_argument("--cluster-n-components", type=int,
-                   default=_default(LCCClassifier, "cluster_n_components"),
+                   default=estimator_default("cluster_n_components"),
                    help="PCA components the clustering works in (0 for none)")
 
     g = p.add_argument_group("center loss (sklcc.CenterLossClassifier parameters)")
     g.add_argument("--center-weight", type=float,
-                   default=_default(CenterLossClassifier, "center_weight"),
+                   default=estimator_default("center_weight", CenterLossClassifier),
                    help="weight of the center loss")
-    g.add_argument("--center-lr", type=float, default=_default(CenterLossClassifier, "center_lr"),
+    g.add_argument("--center-lr", type=float,
+                   default=estimator_default("center_lr", CenterLossClassifier),
                    help="learning rate of the centers' parameter group")
 
     g = p.add_argument_group("tuning (lcc-tuned, ce-tuned)")

@@ -36,6 +36,7 @@ from .config import (
     GRID_PREFIX,
     SMOOTHED,
     SWEEP_PREFIX,
+    estimator_default,
     grid_method,
     parse_grid_method,
 )
@@ -107,18 +108,21 @@ def make_estimator(method: str, cfg: dict[str, Any], data: dict[str, Any], seed:
     base = method.removesuffix("-tuned").removesuffix(SMOOTHED)
     louvain_resolution = cfg["louvain_resolution"]
     layer, weight, k = HIDDEN_LAYER, cfg["lcc_weight"], cfg["n_neighbors"]
-    lcc_options = {"lcc_target": cfg.get("lcc_target", "nearest"), "lcc_target_k": None,
+    # A configuration may leave out the options the LCC runs added later: the defaults.
+    lcc_options = {"lcc_target": cfg.get("lcc_target", estimator_default("lcc_target")),
+                   "lcc_target_k": None,
                    "n_representatives": cfg["n_representatives"],
                    "cluster_sample_size": cfg["cluster_sample_size"],
                    "cluster_n_components": cfg["cluster_n_components"],
-                   "knn_algorithm": cfg.get("knn_algorithm", "auto"),
-                   "louvain_backend": cfg.get("louvain_backend")}
+                   "knn_algorithm": cfg.get("knn_algorithm", estimator_default("knn_algorithm")),
+                   "louvain_backend": cfg.get("louvain_backend",
+                                              estimator_default("louvain_backend"))}
     if method.startswith(SWEEP_PREFIX):
         base, louvain_resolution = "lcc", float(method.removeprefix(SWEEP_PREFIX))
     elif method.startswith(GRID_PREFIX):
         weight, k, placement = parse_grid_method(method)
         base, layer = "lcc", placement_layer(placement, cfg["finetune"])
-        lcc_options = {**PUBLISHED_LCC, "louvain_backend": cfg.get("louvain_backend")}
+        lcc_options = {**PUBLISHED_LCC, "louvain_backend": lcc_options["louvain_backend"]}
     if base == "ce":
         net = LatentPenaltyClassifier(**common)
     elif base == "center":
