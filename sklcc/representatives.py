@@ -24,7 +24,8 @@ from .neighbors import build_index, nearest_neighbors
 if TYPE_CHECKING:  # torch is imported by the batch-time queries only
     import torch
 
-__all__ = ["KnnMeanTargets", "RepresentativeIndex", "make_targets", "select_representatives"]
+__all__ = ["AUTO_REPRESENTATIVES", "KnnMeanTargets", "RepresentativeIndex", "make_targets",
+           "select_representatives"]
 
 #: Representatives per cluster that ``n_representatives="auto"`` draws under
 #: ``lcc_target="nearest"``.
