@@ -67,6 +67,12 @@ class FitState:
         Length ``net.history`` reaches when this fit has run all its epochs (unless a
         callback stops it earlier).
 
+    See Also
+    --------
+    sklcc.base.LatentPenaltyClassifier : The estimator whose fits create it, as ``fit_state_``.
+    sklcc.latents.LatentRecorder : The hooks it holds as ``recorder``.
+    sklcc.callbacks.LatentClusterRefresh : A callback that reads it while the net trains.
+
     Examples
     --------
     >>> FitState().stop_epoch is None
@@ -104,6 +110,27 @@ class IndexedDataset(torch.utils.data.Dataset):
         rather than numpy rows: ``default_collate`` then stacks them in one call
         instead of converting every row, and returns the same batch. Only for the
         default collate function (a custom one would see tensors where it saw arrays).
+
+    See Also
+    --------
+    sklcc.base.LatentPenaltyClassifier : Wraps its training split in this dataset.
+    skorch.dataset.Dataset : The dataset of arrays whose batches it reads in one indexing.
+    torch.utils.data.DataLoader : Asks it for a whole batch at once.
+
+    Examples
+    --------
+    The positions are those in the training split, here a subset of a larger dataset:
+
+    >>> import numpy as np
+    >>> from skorch.dataset import Dataset
+    >>> from torch.utils.data import Subset
+    >>> full = Dataset(np.arange(8.0).reshape(4, 2), np.array([0, 1, 0, 1]))
+    >>> train = IndexedDataset(Subset(full, [3, 1, 0]))
+    >>> Xi, yi, position = train[1]
+    >>> Xi.tolist(), int(yi), position
+    ([2.0, 3.0], 1, 1)
+    >>> [(Xi.tolist(), position) for Xi, _, position in train.__getitems__([2, 0])]
+    [([0.0, 1.0], 2), ([6.0, 7.0], 0)]
 
     """
 
@@ -190,6 +217,12 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
     fit_state_ : FitState
         Exists only while the net trains.
 
+    See Also
+    --------
+    sklcc.LCCClassifier : This base with the latent cluster correction term.
+    sklcc.CenterLossClassifier : This base with the center loss term.
+    skorch.NeuralNetClassifier : The skorch classifier it extends.
+
     Notes
     -----
     Numeric array inputs are cast to ``float32``. With ``classes=[...]`` or
@@ -199,6 +232,22 @@ class LatentPenaltyClassifier(NeuralNetClassifier):
     (end ``forward`` with a softmax) or the criterion must be
     ``torch.nn.CrossEntropyLoss`` (raw scores); a module that returns anything else
     is stopped at its first batch with an error saying so.
+
+    Examples
+    --------
+    Used on its own it trains with the criterion only, and takes any sortable labels:
+
+    >>> import numpy as np
+    >>> import torch
+    >>> X = np.array([[0.0, 0.0], [0.2, 0.1], [1.0, 1.0], [0.9, 0.8]])
+    >>> y = np.array(["no", "no", "yes", "yes"])
+    >>> module = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Softmax(dim=-1))
+    >>> clf = LatentPenaltyClassifier(module, max_epochs=20, lr=0.5, train_split=None,
+    ...                               random_state=0, verbose=0).fit(X, y)
+    >>> clf.penalty_weight, clf.classes_.tolist()
+    (0.0, ['no', 'yes'])
+    >>> clf.predict(X).tolist()
+    ['no', 'no', 'yes', 'yes']
 
     """
 

@@ -86,6 +86,12 @@ class LatentClusterRefresh(Callback):
     keys of :mod:`~sklcc.diagnostics` (averaged over layers when there are several;
     the step timings summed).
 
+    See Also
+    --------
+    sklcc.refresh.refresh_clusters : The refresh it runs for each latent layer.
+    sklcc.callbacks.refresh_due : The epochs it refreshes at.
+    sklcc.LCCClassifier : The net that adds it to its default callbacks.
+
     Examples
     --------
     :class:`~sklcc.LCCClassifier` adds it to its default callbacks as

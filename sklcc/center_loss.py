@@ -89,6 +89,12 @@ class CenterLossClassifier(LatentPenaltyClassifier):
     centers_ : torch module
         Holds ``weight`` of shape ``(n_classes, center_dim)``.
 
+    See Also
+    --------
+    sklcc.center_loss.center_loss : The term it adds to the criterion.
+    sklcc.LCCClassifier : The same base with the latent cluster correction term instead.
+    sklcc.base.LatentPenaltyClassifier : The shared base of sklcc's classifiers.
+
     Examples
     --------
     >>> import torch

@@ -161,6 +161,12 @@ class LCCClassifier(LatentPenaltyClassifier):
         the fraction of them from an eval pass ``lcc_latents_eval``, and the resolved
         latent source ``lcc_latents_source`` with ``lcc_latents_reason``.
 
+    See Also
+    --------
+    sklcc.CenterLossClassifier : The same base with the center loss term instead.
+    sklcc.LCCSearchCV : Tunes its parameters with Optuna.
+    sklcc.evaluation.cv_difference : Whether LCC beats plain training on your data.
+
     Notes
     -----
     Numeric array inputs are cast to ``float32`` (what a default torch module

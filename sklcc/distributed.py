@@ -74,6 +74,12 @@ class DistributedLCCClassifier(AccelerateMixin, LCCClassifier):
         agree across ranks; the refresh diagnostics agree because the refreshes do.
         Durations (``dur``, ``lcc_*_s``) stay per rank.
 
+    See Also
+    --------
+    sklcc.LCCClassifier : The single-process estimator it trains as.
+    sklcc.distributed.distributed_history : The history its ranks share.
+    skorch.hf.AccelerateMixin : The accelerate support of skorch it builds on.
+
     Notes
     -----
     The net cannot be pickled while it holds the accelerator (skorch's limit for

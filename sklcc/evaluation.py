@@ -57,6 +57,20 @@ class CVDifference:
     confidence : float
         Level of the interval.
 
+    See Also
+    --------
+    sklcc.evaluation.paired_cv_difference : Builds it from two arrays of per-split scores.
+    sklcc.evaluation.cv_difference : Builds it from a fitted search's ``cv_results_``.
+
+    Examples
+    --------
+    >>> from sklcc.evaluation import paired_cv_difference
+    >>> d = paired_cv_difference([0.9, 0.92, 0.91], [0.89, 0.9, 0.91], test_train_ratio=0.5)
+    >>> d.n_splits, d.diffs.round(3).tolist(), d.wins, d.losses
+    (3, [0.01, 0.02, 0.0], 2, 0)
+    >>> print(d)
+    +0.0100 [-0.0293, +0.0493] (95 % CI), p 0.388, better on 2 and worse on 0 of 3 splits
+
     """
 
     n_splits: int

@@ -153,6 +153,12 @@ class LatentRecorder:
         ``undo_dropout``; otherwise the same tensors as ``outputs``): what a
         refresh clusters with ``lcc_latents="train"``.
 
+    See Also
+    --------
+    sklcc.latents.resolve_latent_layers : The names of the layers it hooks.
+    sklcc.latents.collect_latents : Runs the eval pass over a dataset with it entered.
+    sklcc.base.FitState : Holds the recorder of a fit, whose latents the training loss reads.
+
     Examples
     --------
     >>> import torch

@@ -159,6 +159,11 @@ def resolve_knn_algorithm(knn_algorithm: str, n_samples: int, n_features: int,
 class NeighborSearch:
     """Nearest rows of ``Z`` for any query, by one engine.
 
+    The one interface to the engines of this module: built once over the indexed rows,
+    then queried as often as needed. A refresh builds one over its subsample and queries
+    it both for the kNN graph (:func:`knn_graph`) and for the nearest subsampled
+    neighbour of every other sample.
+
     Parameters
     ----------
     Z : ndarray of shape (n_samples, n_features)
@@ -182,6 +187,12 @@ class NeighborSearch:
     ----------
     algorithm_ : str
         The engine in use (``"brute"`` on a device).
+
+    See Also
+    --------
+    sklcc.neighbors.knn_graph : The kNN graph of the indexed rows, from a search.
+    sklcc.neighbors.resolve_knn_algorithm : The engine that ``"auto"`` picks.
+    sklearn.neighbors.NearestNeighbors : The scikit-learn search whose engine names it uses.
 
     Examples
     --------

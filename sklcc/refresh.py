@@ -65,6 +65,12 @@ class RefreshParams:
         Device of the projection and the neighbour searches (torch's exact search);
         None keeps them on the CPU with ``knn_algorithm``.
 
+    See Also
+    --------
+    sklcc.LCCClassifier : Documents each parameter in full.
+    sklcc.refresh.refresh_clusters : Runs one refresh with them.
+    sklcc.refresh.ClusterState : What the refresh leaves.
+
     Examples
     --------
     >>> RefreshParams.defaults(n_neighbors=5).n_neighbors
@@ -154,6 +160,24 @@ class ClusterState:
     engines : dict
         The engines that ran: ``louvain_backend`` and ``knn_algorithm``
         (:data:`~sklcc.diagnostics.ENGINE_KEYS`).
+
+    See Also
+    --------
+    sklcc.refresh.refresh_clusters : Builds it.
+    sklcc.callbacks.LatentClusterRefresh : Keeps one per latent layer in ``net.lcc_states_``.
+    sklcc.diagnostics.refresh_stats : Its ``stats``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> Z = np.concatenate([rng.normal(0, 1, (30, 4)), rng.normal(8, 1, (30, 4))])
+    >>> y = np.repeat([0, 1], 30); y[0] = 1   # one sample sits in the other class's blob
+    >>> state = refresh_clusters(Z, y, 2, n_neighbors=5)
+    >>> state.labels.shape, sorted(set(state.owner.tolist())), np.flatnonzero(~state.correct)
+    ((60,), [0, 1], array([0]))
+    >>> sorted(state.timings), sorted(state.engines)
+    (['assign_s', 'communities_s', 'graph_s', 'index_s'], ['knn_algorithm', 'louvain_backend'])
 
     """
 

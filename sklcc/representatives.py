@@ -228,6 +228,12 @@ class RepresentativeIndex(_RebuiltOnUnpickle):
     classes_ : ndarray
         Classes that have at least one representative.
 
+    See Also
+    --------
+    sklcc.representatives.select_representatives : Draws the representatives of each cluster.
+    sklcc.representatives.KnnMeanTargets : The published target, ``lcc_target="knn-mean"``.
+    sklcc.representatives.make_targets : Builds the target that ``lcc_target`` names.
+
     Examples
     --------
     >>> import numpy as np
@@ -360,6 +366,11 @@ class KnnMeanTargets(_RebuiltOnUnpickle):
     ----------
     classes_ : ndarray
         Classes that own at least one cluster with a candidate.
+
+    See Also
+    --------
+    sklcc.representatives.RepresentativeIndex : The target of ``lcc_target="nearest"``.
+    sklcc.representatives.make_targets : Builds the target that ``lcc_target`` names.
 
     Examples
     --------

@@ -53,6 +53,11 @@ _VALID_NAMES = "'efficientnet_lite0' or 'torchvision:<model name>' (e.g. 'torchv
 class Backbone(nn.Module):
     """An image network as ``stem -> blocks -> head``, mapping images to feature vectors.
 
+    Every network :func:`load_backbone` builds is rebuilt in these three parts, so code
+    downstream (:func:`split_backbone`, :class:`~sklcc.images.ImageEmbedder`) never needs
+    to know which network it holds. It takes images standardised with its ``mean`` and
+    ``std``, as :class:`~sklcc.images.ImagePreprocess` gives them.
+
     Parameters
     ----------
     stem : nn.Module
@@ -73,6 +78,12 @@ class Backbone(nn.Module):
     ----------
     n_blocks : int
         Number of blocks, the largest ``n_blocks`` :func:`split_backbone` accepts.
+
+    See Also
+    --------
+    sklcc.images.load_backbone : Builds the available networks as backbones.
+    sklcc.images.split_backbone : Cuts one into a frozen prefix and a trainable tail.
+    sklcc.images.ImagePreprocess : Standardises pixels as its weights expect.
 
     Examples
     --------
@@ -150,6 +161,12 @@ class BackboneTail(nn.Module):
         Length of the feature vector.
     input_shape : tuple of 3 ints or None
         ``(C, H, W)`` of one input activation; needed only to accept flattened input.
+
+    See Also
+    --------
+    sklcc.images.split_backbone : Builds it, with the frozen prefix.
+    sklcc.images.backbones.Backbone : The whole network it ends.
+    sklcc.images.ImageEmbedder : Computes the activations it takes (``output="blocks:N"``).
 
     Examples
     --------

@@ -62,6 +62,11 @@ _VALID_DATASETS = "expected one of 'cifar10', 'cifar100', 'digits' or 'imagefold
 class ImageDataset:
     """Images with integer labels.
 
+    What the loaders of this module return, as the two parts of a :class:`TrainTest`; the
+    ``images`` are ready for :class:`~sklcc.images.ImageEmbedder`. The arrays are checked
+    on construction: the images made C-contiguous, the labels cast to int64 and checked
+    against ``classes``.
+
     Parameters
     ----------
     images : ndarray of shape (n_images, height, width, 3), dtype uint8
@@ -70,6 +75,12 @@ class ImageDataset:
         Class index of each image, into ``classes``.
     classes : list of str
         Class names; ``classes[k]`` names label ``k``.
+
+    See Also
+    --------
+    sklcc.images.datasets.TrainTest : The train and test pair the loaders return.
+    sklcc.images.load_dataset : Loads a dataset by name.
+    sklcc.images.ImageEmbedder : Maps the ``images`` to backbone features.
 
     Examples
     --------
@@ -124,12 +135,29 @@ class ImageDataset:
 class TrainTest(NamedTuple):
     """The train and test parts of a dataset; unpacks as ``train, test = ...``.
 
+    Every loader of this module returns one (:func:`load_dataset` picks the loader by
+    name). Both parts have the same ``classes``, so a label means the same class in each.
+
     Parameters
     ----------
     train : ImageDataset
         The training part.
     test : ImageDataset
         The held-out part, with the same ``classes`` as ``train``.
+
+    See Also
+    --------
+    sklcc.images.datasets.ImageDataset : Each of the two parts.
+    sklcc.images.load_dataset : Loads one by name.
+    sklearn.model_selection.train_test_split : Splits arrays into train and test parts.
+
+    Examples
+    --------
+    >>> from sklcc.images.datasets import load_digits_images
+    >>> data = load_digits_images(test_size=0.5)
+    >>> train, test = data
+    >>> len(train), len(data.test), train.classes == test.classes
+    (898, 899, True)
 
     """
 

@@ -25,6 +25,11 @@ class ImagePreprocess(nn.Module):
     mean, std : sequence of 3 floats
         Per-channel statistics in 0..255 units, from the backbone.
 
+    See Also
+    --------
+    sklcc.images.ImageEmbedder : Embeds images through it and a backbone.
+    sklcc.images.backbones.Backbone : Holds the ``mean`` and ``std`` its weights expect.
+
     Examples
     --------
     >>> import torch

@@ -33,6 +33,28 @@ class FoldScore:
         ``"ValueError: ..."`` when fitting or scoring raised and ``test_score`` is the
         ``error_score`` given in its place; ``None`` when the fold was scored.
 
+    See Also
+    --------
+    sklcc.tuning.cv.iter_fold_scores : Yields one per fold.
+    sklearn.model_selection.cross_validate : The same scores and times, all folds at once.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.metrics import check_scoring
+    >>> from sklearn.model_selection import StratifiedKFold
+    >>> from sklearn.neighbors import KNeighborsClassifier
+    >>> from sklcc.tuning.cv import iter_fold_scores
+    >>> X, y = load_iris(return_X_y=True)
+    >>> knn = KNeighborsClassifier()
+    >>> kwargs = dict(cv=StratifiedKFold(3), scorer=check_scoring(knn, "accuracy"))
+    >>> fold = next(iter_fold_scores(knn, {"n_neighbors": 5}, X, y, **kwargs))
+    >>> round(fold.test_score, 2), fold.error
+    (0.98, None)
+    >>> fold = next(iter_fold_scores(knn, {"n_neighbors": 500}, X, y, error_score=0.0, **kwargs))
+    >>> fold.test_score, fold.error.split(":")[0]
+    (0.0, 'ValueError')
+
     """
 
     test_score: float

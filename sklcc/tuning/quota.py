@@ -31,7 +31,33 @@ _PENDING = (TrialState.RUNNING, TrialState.WAITING)
 
 
 class QuotaFilled(RuntimeError):
-    """Raised in a trial that other workers' trials left no room for; it is recorded as failed."""
+    """Raised in a trial that other workers' trials left no room for; it is recorded as failed.
+
+    :func:`run_until_quota` raises it at the start of a trial, before the objective, when the
+    trials created before that one already fill ``n_trials``, and catches it. The trial is
+    recorded as ``FAIL`` without the ``error`` user attribute, so it does not count towards the
+    quota. Objectives never need to raise it.
+
+    See Also
+    --------
+    sklcc.tuning.quota.run_until_quota : Raises it in a surplus trial and catches it.
+    sklcc.tuning.quota.TrialFailed : The failure that counts towards the quota.
+
+    Examples
+    --------
+    Caught as :func:`run_until_quota` catches it, it fails the trial, which does not count:
+
+    >>> import optuna
+    >>> from sklcc.tuning.quota import QuotaFilled, is_finished
+    >>> optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials log tracebacks
+    >>> def surplus(trial):
+    ...     raise QuotaFilled("the study already holds its n_trials trials")
+    >>> study = optuna.create_study()
+    >>> study.optimize(surplus, n_trials=1, catch=(QuotaFilled,))
+    >>> study.trials[0].state.name, is_finished(study.trials[0])
+    ('FAIL', False)
+
+    """
 
 
 class TrialFailed(RuntimeError):
@@ -39,6 +65,25 @@ class TrialFailed(RuntimeError):
 
     The trial is recorded as ``FAIL`` with the message in its ``error`` user attribute, counts
     towards ``n_trials`` like a complete one, and the search goes on with the next trial.
+
+    See Also
+    --------
+    sklcc.tuning.quota.run_until_quota : Catches it and records the trial.
+    sklcc.tuning.quota.is_finished : Counts a trial failed with it as finished.
+    optuna.TrialPruned : Optuna's exception that stops a trial early (recorded as pruned).
+
+    Examples
+    --------
+    >>> import optuna
+    >>> from sklcc.tuning.quota import ERROR, TrialFailed, run_until_quota
+    >>> optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials log tracebacks
+    >>> def objective(trial):
+    ...     raise TrialFailed("these parameters cannot be scored")
+    >>> study = optuna.create_study()
+    >>> run_until_quota(study, objective, 2)
+    >>> [trial.state.name for trial in study.trials], study.trials[0].user_attrs[ERROR]
+    (['FAIL', 'FAIL'], 'these parameters cannot be scored')
+
     """
 
 
