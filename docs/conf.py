@@ -125,6 +125,10 @@ suppress_warnings = ["ref.python"]
 # Written here (not in setup) so Sphinx sees a plain config value; docs/tools/sklcc_xref.py
 # sends a reference to any public path of an object to the page of its documented path.
 sklcc_documented = api_pages.write_api_page(DOCS / "api.rst")
+# autosummary writes a stub per documented name into generated/ but never removes one: a
+# renamed or removed name would leave a stub that fails the build (an import error and an
+# orphan page) until the folder is cleared by hand, so stale stubs go here.
+api_pages.remove_stale_stubs(DOCS / "generated", sklcc_documented.values())
 
 
 def _skip_foreign_members(app, what, name, obj, skip, options):

@@ -74,3 +74,20 @@ def _same(page: str, obj) -> bool:
         return getattr(importlib.import_module(module_name), name) is obj
     except (ImportError, AttributeError):
         return False
+
+
+def test_stale_api_stubs_are_removed(tmp_path):
+    """A stub left by a renamed name would fail the build; conf.py prunes it before the build."""
+    sys.path.insert(0, str(DOCS / "tools"))
+    try:
+        api_pages = importlib.import_module("api_pages")
+    finally:
+        sys.path.remove(str(DOCS / "tools"))
+    for name in ["sklcc.LCCClassifier", "sklcc.penalty.FitState", "sklcc.base.FitState"]:
+        (tmp_path / f"{name}.rst").write_text(name)
+    (tmp_path / "notes.txt").write_text("not a stub")
+    removed = api_pages.remove_stale_stubs(tmp_path, ["sklcc.LCCClassifier", "sklcc.base.FitState"])
+    assert removed == ["sklcc.penalty.FitState"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "notes.txt", "sklcc.LCCClassifier.rst", "sklcc.base.FitState.rst"]
+    assert "remove_stale_stubs" in (DOCS / "conf.py").read_text()

@@ -90,3 +90,26 @@ def write_api_page(path: Path) -> dict[int | str, str]:
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
     return documented
+
+
+def remove_stale_stubs(folder, names):
+    """Delete the autosummary stubs in ``folder`` whose name is not in ``names``.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        The ``:toctree:`` folder autosummary writes ``<dotted name>.rst`` stubs into.
+    names : iterable of str
+        The dotted names documented now (the values :func:`write_api_page` returns).
+
+    Returns
+    -------
+    list of str
+        The names whose stubs were deleted, sorted.
+
+    """
+    keep = set(names)
+    stale = sorted(stub for stub in folder.glob("*.rst") if stub.stem not in keep)
+    for stub in stale:
+        stub.unlink()
+    return [stub.stem for stub in stale]
