@@ -23,6 +23,10 @@ Two regimes (``--regime``):
   command line, e.g. ``-- --image-size 128 --epochs 20``), with ``--lcc-warmup 1
   --lcc-interval 1``. Needs the embeddings (computed and cached by a first run).
 
+``--set NAME=VALUE`` (repeatable) changes one of ``LCCClassifier``'s own parameters from
+its default, to price a candidate default (``--set knn_algorithm=ivf --set lcc_interval=2``);
+the plain fits are unchanged, so every ratio is still against plain skorch in the same run.
+
 Writes ``default_cost.json`` and ``default_cost.md`` to ``--out``.
 
 Examples
@@ -32,12 +36,14 @@ Examples
     python benchmarks/default_cost.py --out bench-out/default-cost
     python benchmarks/default_cost.py --regime cifar10-head --out bench-out/default-cost-cifar \
         -- --image-size 128 --epochs 20
+    python benchmarks/default_cost.py --set knn_algorithm=ivf --out bench-out/default-cost-ivf
 
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import inspect
 import json
 import platform
@@ -102,7 +108,7 @@ def mlp_pair(args: argparse.Namespace) -> tuple[Any, Any, dict]:
                   verbose=0)
     data = {"X": X, "y": y, "shape": list(X.shape)}
     return (lambda: NeuralNetClassifier(**common),
-            lambda: TimedLCCClassifier(**common, random_state=0), data)
+            lambda: TimedLCCClassifier(**common, random_state=0, **args.set), data)
 
 
 def cifar_pair(args: argparse.Namespace, extra: list[str]) -> tuple[Any, Any, dict]:
@@ -124,7 +130,7 @@ def cifar_pair(args: argparse.Namespace, extra: list[str]) -> tuple[Any, Any, di
     own = set(inspect.signature(LCCClassifier).parameters) - set(
         inspect.signature(NeuralNetClassifier).parameters) | {"random_state"}
     skorch_params = {k: v for k, v in lcc.get_params(deep=False).items() if k not in own}
-    lcc_params = lcc.get_params(deep=False)
+    lcc_params = {**lcc.get_params(deep=False), **args.set}
     return (lambda: NeuralNetClassifier(**skorch_params),
             lambda: TimedLCCClassifier(**lcc_params),
             {"X": data["X_train"], "y": data["y_train"], "shape": list(data["X_train"].shape),
@@ -213,6 +219,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
         "refreshes_per_fit": med(len(p["refreshes"]) for p in pairs),
     }
     return {"regime": args.regime, "data": data, "pairs": pairs, "summary": summary,
+            "lcc_overrides": args.set,
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "sklcc": {"path": str(Path(sklcc.__file__).parent),
                       "commit": _commit(Path(sklcc.__file__).parent)},
@@ -233,12 +240,15 @@ def _commit(folder: Path) -> str | None:
 def render(results: dict[str, Any]) -> str:
     """Markdown report of :func:`run`'s results."""
     s = results["summary"]
+    changed = ", ".join(f"{k}={v!r}" for k, v in results.get("lcc_overrides", {}).items())
+    changed = changed or "none"
     out = [f"# Cost of LCCClassifier's defaults against plain skorch ({results['regime']})", "",
            f"`{results['command']}`; data {results['data']['shape']}; "
            f"{len(results['pairs'])} pairs, medians; torch threads "
            f"{results['machine']['torch_threads']}; sklcc from "
            f"`{results.get('sklcc', {}).get('path')}` at "
-           f"{(results.get('sklcc', {}).get('commit') or 'no git checkout')[:7]}.", "",
+           f"{(results.get('sklcc', {}).get('commit') or 'no git checkout')[:7]}. "
+           f"LCC parameters changed from the defaults: {changed}.", "",
            "| pair | order | plain s | LCC s | ratio | latents |", "|---|---|---|---|---|---|"]
     for p in results["pairs"]:
         out.append(f"| {p['seed']} | {' then '.join(p['order'])} | {p['plain_s']:.2f} | "
@@ -279,8 +289,36 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]
     p.add_argument("--batch-size", type=int, default=256, help="mlp: batch size")
     p.add_argument("--epochs", type=int, default=8, help="mlp: epochs")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="an LCCClassifier parameter changed from its default (repeatable); "
+                        "VALUE is a Python literal, else a string")
     p.add_argument("--out", type=Path, required=True, help="folder for the JSON and markdown")
-    return p.parse_args(argv), extra
+    args = p.parse_args(argv)
+    args.set = parse_overrides(args.set, p.error)
+    return args, extra
+
+
+def parse_overrides(items: list[str], error) -> dict[str, Any]:
+    """``["knn_algorithm=ivf", "lcc_interval=2"]`` -> ``{"knn_algorithm": "ivf", ...}``.
+
+    Only ``LCCClassifier``'s own parameters (not skorch's: those would change the plain
+    fit's recipe too); ``error`` is called with a message naming the item and the fix.
+    """
+    own = sorted(set(inspect.signature(LCCClassifier).parameters)
+                 - set(inspect.signature(NeuralNetClassifier).parameters))
+    overrides = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            error(f"--set {item!r}: expected NAME=VALUE, e.g. --set knn_algorithm=ivf")
+        if name not in own:
+            error(f"--set {item!r}: {name!r} is not one of LCCClassifier's own parameters "
+                  f"({', '.join(own)})")
+        try:
+            overrides[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            overrides[name] = text
+    return overrides
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -621,6 +621,26 @@ def test_default_cost_smoke(tmp_path):
     assert "Fit-time ratio LCC / plain" in (tmp_path / "default_cost.md").read_text()
 
 
+def test_default_cost_prices_a_changed_default(tmp_path, capsys):
+    # --set changes an LCCClassifier parameter of the LCC fits only, and the report says so.
+    import default_cost
+
+    results = default_cost.main(["--n-samples", "400", "--n-features", "8", "--hidden", "8",
+                                 "--epochs", "4", "--batch-size", "64", "--pairs", "1",
+                                 "--set", "lcc_interval=2", "--set", "knn_algorithm=kd_tree",
+                                 "--out", str(tmp_path)])
+    assert results["lcc_overrides"] == {"lcc_interval": 2, "knn_algorithm": "kd_tree"}
+    assert results["summary"]["refreshes_per_fit"] == 2  # epochs 2 and 4, not 2, 3 and 4
+    assert results["pairs"][0]["engines"]["knn_algorithm"] == "kd_tree"
+    assert "changed from the defaults: lcc_interval=2, knn_algorithm='kd_tree'" in (
+        tmp_path / "default_cost.md").read_text()
+    for bad, message in [("lr=0.1", "not one of LCCClassifier's own parameters"),
+                         ("lcc_interval", "expected NAME=VALUE")]:
+        with pytest.raises(SystemExit):
+            default_cost.parse(["--set", bad, "--out", str(tmp_path)])
+        assert message in capsys.readouterr().err
+
+
 def test_quiet_time_ratio_keeps_only_seeds_with_both_runs_quiet():
     def run(method, seed, fit_s, share):
         r = _fake_run(method, seed, 0.7, 0.9, fit_s)
