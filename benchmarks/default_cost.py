@@ -111,6 +111,12 @@ def mlp_pair(args: argparse.Namespace) -> tuple[Any, Any, dict]:
             lambda: TimedLCCClassifier(**common, random_state=0, **args.set), data)
 
 
+def lcc_own_parameters() -> set[str]:
+    """``LCCClassifier``'s parameters that skorch's ``NeuralNetClassifier`` does not have."""
+    return (set(inspect.signature(LCCClassifier).parameters)
+            - set(inspect.signature(NeuralNetClassifier).parameters))
+
+
 def cifar_pair(args: argparse.Namespace, extra: list[str]) -> tuple[Any, Any, dict]:
     """Build the data and the two unfitted nets of the ``cifar10-head`` regime.
 
@@ -127,8 +133,7 @@ def cifar_pair(args: argparse.Namespace, extra: list[str]) -> tuple[Any, Any, di
     cfg = resolve_config(parse_args(argv), argv=argv, script="default_cost.py")
     data = prepare_data(cfg)
     lcc = make_estimator("lcc", cfg, data, seed=0)
-    own = set(inspect.signature(LCCClassifier).parameters) - set(
-        inspect.signature(NeuralNetClassifier).parameters) | {"random_state"}
+    own = lcc_own_parameters()
     skorch_params = {k: v for k, v in lcc.get_params(deep=False).items() if k not in own}
     lcc_params = {**lcc.get_params(deep=False), **args.set}
     return (lambda: NeuralNetClassifier(**skorch_params),
@@ -302,10 +307,10 @@ def parse_overrides(items: list[str], error) -> dict[str, Any]:
     """``["knn_algorithm=ivf", "lcc_interval=2"]`` -> ``{"knn_algorithm": "ivf", ...}``.
 
     Only ``LCCClassifier``'s own parameters (not skorch's: those would change the plain
-    fit's recipe too); ``error`` is called with a message naming the item and the fix.
+    fit's recipe too), less ``random_state``, which each pair sets to its seed;
+    ``error`` is called with a message naming the item and the fix.
     """
-    own = sorted(set(inspect.signature(LCCClassifier).parameters)
-                 - set(inspect.signature(NeuralNetClassifier).parameters))
+    own = sorted(lcc_own_parameters() - {"random_state"})
     overrides = {}
     for item in items:
         name, sep, text = item.partition("=")

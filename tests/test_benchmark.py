@@ -635,6 +635,7 @@ def test_default_cost_prices_a_changed_default(tmp_path, capsys):
     assert "changed from the defaults: lcc_interval=2, knn_algorithm='kd_tree'" in (
         tmp_path / "default_cost.md").read_text()
     for bad, message in [("lr=0.1", "not one of LCCClassifier's own parameters"),
+                         ("random_state=3", "not one of LCCClassifier's own parameters"),
                          ("lcc_interval", "expected NAME=VALUE")]:
         with pytest.raises(SystemExit):
             default_cost.parse(["--set", bad, "--out", str(tmp_path)])
